@@ -1,0 +1,111 @@
+"""The reliance report. Field names are the contract; fields may be added, never renamed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Label = Literal[
+    "decisive", "supporting", "distracting", "attended_not_relied", "relied_not_attended", "unused"
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(_Out):
+    name: str = Field(description="The local model that was actually run.")
+    revision: str
+    context_window: int
+    is_proxy: bool = Field(description="True when the audited pipeline runs another model in production.")
+    proxy_for: str | None = None
+    note: str | None = None
+
+
+class SourceReport(_Out):
+    id: str
+    kind: Literal["document", "sentence"]
+    document_id: str
+    text: str
+    text_preview: str
+    token_span: tuple[int, int] = Field(description="[start, end) of the source's text in the prompt tokens.")
+    attention: float | None = Field(None, description="Share of the attention that lands on sources.")
+    attention_raw: float | None = Field(None, description="Share of all attention from the response rows.")
+    attention_by_layer: list[float] | None = Field(None, description="attention_raw per layer.")
+    attention_rank: int | None = None
+    reliance: float | None = Field(None, description="log p(resp | full) - log p(resp | without it), nats.")
+    reliance_rank: int | None = None
+    surrogate_weight: float | None = None
+    answer_changed: bool | None = None
+    answer_without: str | None = None
+    cited: bool = False
+    label: Label | None = None
+
+
+class Summary(_Out):
+    num_sources: int
+    response_tokens: int
+    logprob_full: float
+    logprob_no_context: float | None = None
+    context_reliance: float | None = None
+    parametric: bool | None = None
+    attention_reliance_spearman: float | None = None
+    top1_agreement: bool | None = None
+    faithfulness_score: float | None = None
+    surrogate_lds: float | None = None
+    surrogate_bias: float | None = None
+    citation_precision: float | None = None
+    citation_recall: float | None = None
+    answer_full: str | None = Field(None, description="The greedy answer with the full context (answer flips).")
+    label_counts: dict[str, int] = Field(default_factory=dict)
+    flags: list[str] = Field(default_factory=list)
+
+
+class GateFailure(_Out):
+    threshold: str
+    limit: float
+    measured: float | None
+    message: str
+
+
+class GateResult(_Out):
+    passed: bool
+    failures: list[GateFailure] = Field(default_factory=list)
+
+
+class MethodCost(_Out):
+    forward_passes: int = 0
+    tokens_processed: int = 0
+    seconds: float = 0.0
+
+
+class Cost(_Out):
+    forward_passes: int
+    tokens_processed: int = Field(description="Tokens fed to the model; a reused cached prefix is not counted.")
+    seconds: float
+    by_stage: dict[str, MethodCost] = Field(default_factory=dict)
+
+
+class AuditReport(_Out):
+    schema_version: Literal["1"] = "1"
+    query: str
+    response: str
+    response_origin: Literal["request", "generated"]
+    prompt_template: str
+    granularity: Literal["document", "sentence"]
+    methods: list[str]
+    model: ModelInfo
+    sources: list[SourceReport]
+    summary: Summary
+    gate: GateResult
+    cost: Cost
+
+    def without_timings(self) -> dict:
+        """The report as JSON data with every wall-clock figure removed (for comparisons)."""
+        data = self.model_dump(mode="json")
+        data["cost"].pop("seconds", None)
+        for stage in data["cost"].get("by_stage", {}).values():
+            stage.pop("seconds", None)
+        return data

@@ -1,0 +1,157 @@
+"""The audit request: the same JSON the CLI reads and ``POST /v1/audits`` takes. Unknown fields are rejected."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Method = Literal["attention", "leave_one_out", "context_ablation", "no_context"]
+DEFAULT_METHODS: tuple[Method, ...] = ("attention", "leave_one_out", "context_ablation", "no_context")
+
+DEFAULT_TEMPLATE = "Context: {context}\n\nQuery: {query}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Document(_Strict):
+    id: str = Field(min_length=1, max_length=200, description="Unique within the request; cited as [id].")
+    text: str = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("document text is empty")
+        return v
+
+    @field_validator("id")
+    @classmethod
+    def _id_chars(cls, v: str) -> str:
+        if v != v.strip() or "[" in v or "]" in v or ":" in v:
+            raise ValueError("id may not contain '[', ']', ':' or surrounding spaces")
+        return v
+
+
+class RagPipeline(_Strict):
+    """A frozen list of retrieved documents, in the order the production prompt shows them."""
+
+    kind: Literal["rag"] = "rag"
+    documents: list[Document] = Field(min_length=1)
+
+    @field_validator("documents")
+    @classmethod
+    def _unique_ids(cls, documents: list[Document]) -> list[Document]:
+        seen: dict[str, int] = {}
+        for i, doc in enumerate(documents):
+            if doc.id in seen:
+                raise ValueError(f"[{i}].id {doc.id!r} duplicates [{seen[doc.id]}].id; ids must be unique")
+            seen[doc.id] = i
+        return documents
+
+
+# A union on ``kind``: agent and retriever pipelines join it later.
+Pipeline = Annotated[RagPipeline, Field(discriminator="kind")]
+
+
+class PromptSpec(_Strict):
+    """Mirror the production prompt. ``template`` is the user turn; ``system`` the system turn (if any)."""
+
+    system: str | None = None
+    template: str = DEFAULT_TEMPLATE
+    document_template: str = "{text}"
+    document_separator: str = "\n\n"
+
+    @field_validator("template")
+    @classmethod
+    def _template_fields(cls, v: str) -> str:
+        for name in ("{context}", "{query}"):
+            if v.count(name) != 1:
+                raise ValueError(f"template must contain {name} exactly once")
+        return v
+
+    @field_validator("document_template")
+    @classmethod
+    def _doc_template_fields(cls, v: str) -> str:
+        if v.count("{text}") != 1:
+            raise ValueError("document_template must contain {text} exactly once")
+        rest = v.replace("{text}", "").replace("{id}", "")
+        if "{" in rest or "}" in rest:
+            raise ValueError("document_template may only use {id} and {text}")
+        return v
+
+
+class ModelSpec(_Strict):
+    name: str | None = Field(default=None, description="A configured model name, or a local path.")
+    max_new_tokens: int = Field(default=64, ge=1, le=1024)
+    production_model: str | None = Field(
+        default=None, description="The model the audited pipeline runs in production, if not this one."
+    )
+
+
+class LabelThresholds(_Strict):
+    """Label rules, in nats of log-probability and in attention share relative to 1/n."""
+
+    decisive: float = 2.0
+    supporting: float = 0.5
+    distracting: float = -0.5
+    attended_factor: float = Field(default=1.5, gt=0)
+    not_attended_factor: float = Field(default=0.5, gt=0)
+    parametric_context_reliance: float = 1.0
+    faithfulness_token_delta: float = 0.5
+
+
+class AuditOptions(_Strict):
+    methods: list[Method] = Field(default_factory=lambda: list(DEFAULT_METHODS), min_length=1)
+    num_ablations: int = Field(default=64, ge=0, le=4096)
+    keep_probability: float = Field(default=0.5, gt=0.0, lt=1.0)
+    lasso_alpha: float = Field(default=0.01, gt=0.0)
+    granularity: Literal["document", "sentence"] = "document"
+    seed: int = Field(default=0, ge=0)
+    answer_flip_top_k: int = Field(default=3, ge=0, le=50, description="Regenerate without the top-k sources.")
+    labels: LabelThresholds = Field(default_factory=LabelThresholds)
+
+    @field_validator("methods")
+    @classmethod
+    def _dedupe(cls, v: list[Method]) -> list[Method]:
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _enough_ablations(self) -> AuditOptions:
+        if "context_ablation" in self.methods and self.num_ablations < 4:
+            raise ValueError("num_ablations must be >= 4 when context_ablation is requested")
+        return self
+
+
+class Thresholds(_Strict):
+    min_context_reliance: float | None = None
+    min_faithfulness_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_attended_not_relied: int | None = Field(default=None, ge=0)
+    min_citation_precision: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class AuditRequest(_Strict):
+    query: str = Field(min_length=1)
+    pipeline: Pipeline
+    response: str | None = Field(default=None, description="The answer to audit; generated greedily if absent.")
+    prompt: PromptSpec = Field(default_factory=PromptSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    audit: AuditOptions = Field(default_factory=AuditOptions)
+    thresholds: Thresholds | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query is empty")
+        return v
+
+    @field_validator("response")
+    @classmethod
+    def _response_not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("response is empty; omit it to generate one")
+        return v

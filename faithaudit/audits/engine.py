@@ -1,0 +1,432 @@
+"""Run one audit: render, score the interventions, read attention, estimate reliance, label, gate.
+
+``run_audit(request, model)`` is the single entry point used by the CLI and the workers. It is a plain function
+over data plus the model adapter; progress goes to an optional callback ``progress(fraction, stage)``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faithaudit.api_schemas import (
+    AuditReport,
+    AuditRequest,
+    Cost,
+    MethodCost,
+    ModelInfo,
+    SourceReport,
+    Summary,
+)
+from faithaudit.audits import interventions
+from faithaudit.audits.citations import cited_documents
+from faithaudit.audits.gate import evaluate_gate
+from faithaudit.audits.labels import label_source, ranks_descending
+from faithaudit.audits.model import ModelAdapter, ResponseScore
+from faithaudit.audits.prompt import PromptLayout, build_layout, check_fits
+from faithaudit.audits.reliance import (
+    LassoSolver,
+    SurrogateSolver,
+    fit_surrogate,
+    leave_one_out_reliance,
+    spearman,
+)
+from faithaudit.audits.scoring import BaseRun, logit_probs, logprobs, score_full_context, score_masks
+from faithaudit.errors import FaithauditError, InvalidRequestError
+
+Progress = Callable[[float, str], None]
+_DIGITS = 6  # reports round floats so that two runs serialise byte-identically
+
+
+@dataclass
+class _Meter:
+    """Forward passes, tokens and seconds per stage, read off the adapter's counter."""
+
+    model: ModelAdapter
+    stages: dict[str, MethodCost] = field(default_factory=dict)
+
+    def measure(self, stage: str):
+        meter = self
+
+        class _Span:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                self.passes0, self.tokens0 = meter.model.counter.snapshot()
+
+            def __exit__(self, *exc):
+                passes, tokens = meter.model.counter.snapshot()
+                prev = meter.stages.get(stage, MethodCost())
+                meter.stages[stage] = MethodCost(
+                    forward_passes=prev.forward_passes + passes - self.passes0,
+                    tokens_processed=prev.tokens_processed + tokens - self.tokens0,
+                    seconds=prev.seconds + time.perf_counter() - self.t0,
+                )
+
+        return _Span()
+
+    def cost(self) -> Cost:
+        return Cost(
+            forward_passes=sum(s.forward_passes for s in self.stages.values()),
+            tokens_processed=sum(s.tokens_processed for s in self.stages.values()),
+            seconds=round(sum(s.seconds for s in self.stages.values()), 3),
+            by_stage={k: v.model_copy(update={"seconds": round(v.seconds, 3)}) for k, v in self.stages.items()},
+        )
+
+
+@dataclass
+class _Progress:
+    total: int
+    callback: Progress | None
+    done: int = 0
+
+    def step(self, stage: str, units: int = 1) -> None:
+        self.done += units
+        if self.callback is not None:
+            self.callback(min(self.done / max(self.total, 1), 1.0), stage)
+
+
+def run_audit(
+    request: AuditRequest,
+    model: ModelAdapter,
+    *,
+    progress: Progress | None = None,
+    solver: SurrogateSolver | None = None,
+    max_sources: int | None = None,
+) -> AuditReport:
+    opts = request.audit
+    methods = set(opts.methods)
+    layout = build_layout(request, model)
+    n = layout.num_sources
+    if max_sources is not None and n > max_sources:
+        raise InvalidRequestError.for_field(
+            "pipeline.documents", f"{n} sources is over the limit of {max_sources}"
+        )
+    meter = _Meter(model)
+    full_prompt = layout.build()
+
+    # -- the response: given, or generated greedily from the full context ------------------------------------
+    answer_full: str | None = None
+    if request.response is not None:
+        response_text, origin = request.response, "request"
+    else:
+        check_fits(len(full_prompt.ids), request.model.max_new_tokens, model)
+        with meter.measure("generate"):
+            answer_full = _generate(model, full_prompt.ids, request.model.max_new_tokens)
+        if not answer_full:
+            raise FaithauditError("the model generated an empty response; pass `response` explicitly")
+        response_text, origin = answer_full, "generated"
+    response_ids = model.encode(response_text)
+    check_fits(len(full_prompt.ids), len(response_ids), model)
+
+    flips = min(opts.answer_flip_top_k, n)
+    held_out = interventions.held_out_count(opts.num_ablations)
+    ablating = "context_ablation" in methods
+    tracker = _Progress(
+        total=1
+        + (n if "leave_one_out" in methods else 0)
+        + (1 if "no_context" in methods else 0)
+        + ((opts.num_ablations + held_out) if ablating else 0)
+        + flips,
+        callback=progress,
+    )
+
+    # -- one full-context pass: base score, attention shares and the KV cache --------------------------------
+    with meter.measure("full_context"):
+        base = score_full_context(model, layout, response_ids, with_attention="attention" in methods)
+    tracker.step("full_context")
+    full_lp = base.score.logprob
+
+    reliance: np.ndarray | None = None
+    if "leave_one_out" in methods:
+        with meter.measure("leave_one_out"):
+            loo = score_masks(
+                model, layout, response_ids, interventions.leave_one_out_masks(n), base=base,
+                on_each=lambda: tracker.step("leave_one_out"),
+            )
+        reliance = leave_one_out_reliance(full_lp, logprobs(loo))
+
+    none_score: ResponseScore | None = None
+    if "no_context" in methods:
+        with meter.measure("no_context"):
+            (none_score,) = score_masks(
+                model, layout, response_ids, interventions.no_context_mask(n), base=base,
+                on_each=lambda: tracker.step("no_context"),
+            )
+
+    surrogate_weights: np.ndarray | None = None
+    surrogate_lds: float | None = None
+    surrogate_bias: float | None = None
+    if ablating:
+        with meter.measure("context_ablation"):
+            surrogate_weights, surrogate_bias, surrogate_lds = _context_ablation(
+                model, layout, response_ids, base, request, solver or LassoSolver(opts.lasso_alpha),
+                on_each=lambda: tracker.step("context_ablation"),
+            )
+
+    # -- answer flips: regenerate without each of the top sources ---------------------------------------------
+    answer_changed: list[bool | None] = [None] * n
+    answer_without: list[str | None] = [None] * n
+    ranking = reliance if reliance is not None else surrogate_weights
+    if flips and ranking is not None:
+        with meter.measure("answer_flip"):
+            if answer_full is None:
+                answer_full = _generate(model, full_prompt.ids, request.model.max_new_tokens)
+            for i in sorted(range(n), key=lambda i: (-ranking[i], i))[:flips]:
+                text = _generate(model, layout.without(i).ids, request.model.max_new_tokens)
+                answer_without[i] = text
+                answer_changed[i] = normalize_answer(text) != normalize_answer(answer_full)
+                tracker.step("answer_flip")
+
+    return _assemble(
+        request=request,
+        model=model,
+        layout=layout,
+        response_text=response_text,
+        origin=origin,
+        response_tokens=len(response_ids),
+        base=base,
+        reliance=reliance,
+        none_score=none_score,
+        surrogate_weights=surrogate_weights,
+        surrogate_bias=surrogate_bias,
+        surrogate_lds=surrogate_lds,
+        answer_full=answer_full,
+        answer_changed=answer_changed,
+        answer_without=answer_without,
+        meter=meter,
+    )
+
+
+def _context_ablation(
+    model: ModelAdapter,
+    layout: PromptLayout,
+    response_ids: list[int],
+    base: BaseRun,
+    request: AuditRequest,
+    solver: SurrogateSolver,
+    *,
+    on_each: Callable[[], None],
+) -> tuple[np.ndarray, float, float | None]:
+    opts = request.audit
+    n = layout.num_sources
+    fit_masks = interventions.random_keep_masks(
+        n, opts.num_ablations, keep_probability=opts.keep_probability, seed=opts.seed
+    )
+    held_masks = interventions.random_keep_masks(
+        n,
+        interventions.held_out_count(opts.num_ablations),
+        keep_probability=opts.keep_probability,
+        seed=opts.seed + interventions.HELD_OUT_SEED_OFFSET,
+    )
+    fit_targets = logit_probs(score_masks(model, layout, response_ids, fit_masks, base=base, on_each=on_each))
+    surrogate = fit_surrogate(fit_masks, fit_targets, solver=solver)
+    held_targets = logit_probs(score_masks(model, layout, response_ids, held_masks, base=base, on_each=on_each))
+    lds = spearman(surrogate.predict(held_masks), held_targets)
+    return surrogate.weights, surrogate.bias, lds
+
+
+def _generate(model: ModelAdapter, prompt_ids, max_new_tokens: int) -> str:
+    return model.decode(model.generate(prompt_ids, max_new_tokens=max_new_tokens)).strip()
+
+
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, punctuation dropped, whitespace collapsed: two answers are 'the same' when these match."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), _DIGITS)
+
+
+def _preview(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _assemble(
+    *,
+    request: AuditRequest,
+    model: ModelAdapter,
+    layout: PromptLayout,
+    response_text: str,
+    origin: str,
+    response_tokens: int,
+    base: BaseRun,
+    reliance: np.ndarray | None,
+    none_score: ResponseScore | None,
+    surrogate_weights: np.ndarray | None,
+    surrogate_bias: float | None,
+    surrogate_lds: float | None,
+    answer_full: str | None,
+    answer_changed: list[bool | None],
+    answer_without: list[str | None],
+    meter: _Meter,
+) -> AuditReport:
+    rules = request.audit.labels
+    n = layout.num_sources
+    attention = base.attention
+    rel = [None if reliance is None else float(reliance[i]) for i in range(n)]
+    att = [None if attention is None else float(attention.share[i]) for i in range(n)]
+    rel_ranks = ranks_descending(rel)
+    att_ranks = ranks_descending(att)
+    doc_ids = [d.id for d in request.pipeline.documents]
+    cited_docs = cited_documents(response_text, doc_ids)
+
+    sources: list[SourceReport] = []
+    for i, src in enumerate(layout.sources):
+        sources.append(
+            SourceReport(
+                id=src.id,
+                kind=src.kind,
+                document_id=src.document_id,
+                text=src.text,
+                text_preview=_preview(src.text),
+                token_span=base.prompt.spans[i],
+                attention=_r(att[i]),
+                attention_raw=None if attention is None else _r(attention.raw[i]),
+                attention_by_layer=None
+                if attention is None
+                else [round(float(v), _DIGITS) for v in attention.by_layer[:, i]],
+                attention_rank=att_ranks[i],
+                reliance=_r(rel[i]),
+                reliance_rank=rel_ranks[i],
+                surrogate_weight=None if surrogate_weights is None else _r(surrogate_weights[i]),
+                answer_changed=answer_changed[i],
+                answer_without=answer_without[i],
+                cited=src.document_id in cited_docs,
+                label=label_source(
+                    reliance=rel[i],
+                    attention=att[i],
+                    answer_changed=answer_changed[i],
+                    num_sources=n,
+                    rules=rules,
+                ),
+            )
+        )
+
+    summary = _summary(
+        request=request,
+        sources=sources,
+        response_tokens=response_tokens,
+        base=base,
+        none_score=none_score,
+        surrogate_lds=surrogate_lds,
+        surrogate_bias=surrogate_bias,
+        cited_docs=cited_docs,
+        answer_full=answer_full,
+    )
+    return AuditReport(
+        query=request.query,
+        response=response_text,
+        response_origin=origin,
+        prompt_template=layout.user_template,
+        granularity=request.audit.granularity,
+        methods=list(request.audit.methods),
+        model=_model_info(request, model),
+        sources=sources,
+        summary=summary,
+        gate=evaluate_gate(request.thresholds, summary),
+        cost=meter.cost(),
+    )
+
+
+def _summary(
+    *,
+    request: AuditRequest,
+    sources: list[SourceReport],
+    response_tokens: int,
+    base: BaseRun,
+    none_score: ResponseScore | None,
+    surrogate_lds: float | None,
+    surrogate_bias: float | None,
+    cited_docs: set[str],
+    answer_full: str | None,
+) -> Summary:
+    rules = request.audit.labels
+    n = len(sources)
+    context_reliance = faithfulness = None
+    parametric = None
+    if none_score is not None:
+        context_reliance = base.score.logprob - none_score.logprob
+        parametric = context_reliance < rules.parametric_context_reliance
+        gains = base.score.token_logprobs - none_score.token_logprobs
+        faithfulness = float(np.mean(gains >= rules.faithfulness_token_delta))
+
+    rel = [s.reliance for s in sources]
+    att = [s.attention for s in sources]
+    agreement = top1 = None
+    if all(v is not None for v in rel) and all(v is not None for v in att) and n:
+        agreement = spearman(np.array(att), np.array(rel)) if n >= 2 else None
+        top1 = int(np.argmax(att)) == int(np.argmax(rel))
+
+    labels = [s.label for s in sources if s.label is not None]
+    label_counts = {name: labels.count(name) for name in sorted(set(labels))}
+
+    # Citations are judged per document: a cited document is relied on when one of its sources is.
+    precision = recall = None
+    if cited_docs and all(v is not None for v in rel):
+        relied_docs = {s.document_id for s in sources if s.reliance >= rules.supporting}
+        precision = len(cited_docs & relied_docs) / len(cited_docs)
+        decisive_docs = {s.document_id for s in sources if s.label == "decisive"}
+        recall = len(decisive_docs & cited_docs) / len(decisive_docs) if decisive_docs else None
+
+    flags: list[str] = []
+    if parametric:
+        flags.append("parametric_answer: the response barely depends on the context")
+    if top1 is False:
+        flags.append("top1_disagreement: the most attended source is not the most relied on")
+    for s in sources:
+        if s.label == "attended_not_relied":
+            flags.append(f"attended_not_relied: {s.id}")
+        if s.label == "distracting":
+            flags.append(f"distracting: {s.id}")
+    if precision is not None:
+        for doc in sorted(cited_docs):
+            if not any(s.document_id == doc and s.reliance >= rules.supporting for s in sources):
+                flags.append(f"cited_not_relied: {doc}")
+    if surrogate_lds is not None and surrogate_lds < 0.3:
+        flags.append("low_surrogate_fit: the linear surrogate predicts held-out ablations poorly")
+
+    return Summary(
+        num_sources=n,
+        response_tokens=response_tokens,
+        logprob_full=_r(base.score.logprob),
+        logprob_no_context=None if none_score is None else _r(none_score.logprob),
+        context_reliance=_r(context_reliance),
+        parametric=parametric,
+        attention_reliance_spearman=_r(agreement),
+        top1_agreement=top1,
+        faithfulness_score=_r(faithfulness),
+        surrogate_lds=_r(surrogate_lds),
+        surrogate_bias=_r(surrogate_bias),
+        citation_precision=_r(precision),
+        citation_recall=_r(recall),
+        answer_full=answer_full,
+        label_counts=label_counts,
+        flags=flags,
+    )
+
+
+def _model_info(request: AuditRequest, model: ModelAdapter) -> ModelInfo:
+    production = request.model.production_model
+    is_proxy = production is not None and production != model.name
+    return ModelInfo(
+        name=model.name,
+        revision=model.revision,
+        context_window=model.context_window,
+        is_proxy=is_proxy,
+        proxy_for=production if is_proxy else None,
+        note=(
+            f"Audited with the local model {model.name} as a proxy for {production}: reliance and attention are "
+            "those of the proxy, not of the production model."
+            if is_proxy
+            else None
+        ),
+    )

@@ -1,0 +1,228 @@
+"""The model adapter: the one strategy every audit is run through.
+
+``ModelAdapter`` is the protocol (tokenize, render a chat prompt, score a fixed response under a context,
+generate, read attention). ``HFModelAdapter`` implements it for any Hugging Face causal LM; loading by name and
+caching lives in ``audits.model_registry``.
+
+Scoring is teacher forcing: log p(response) is the sum of natural-log probabilities of the response tokens placed
+right after the prompt (which ends with the chat template's generation prompt). A scored sequence can keep its
+KV cache (``CachedContext``); a later sequence sharing a prefix with it only feeds the tokens after the prefix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
+
+_LOGIT_CLAMP = 1e-7
+
+
+@dataclass(frozen=True)
+class ResponseScore:
+    """Teacher-forced scores of one fixed response under one context."""
+
+    token_logprobs: np.ndarray  # [response_len] natural-log probabilities, float64
+
+    @property
+    def logprob(self) -> float:
+        return float(self.token_logprobs.sum())
+
+    @property
+    def logit_prob(self) -> float:
+        """Sum over tokens of log(p / (1 - p)): ContextCite's regression target."""
+        p = np.clip(np.exp(self.token_logprobs), _LOGIT_CLAMP, 1 - _LOGIT_CLAMP)
+        return float(np.sum(np.log(p) - np.log1p(-p)))
+
+
+@dataclass(frozen=True)
+class CachedContext:
+    """The KV cache of a scored sequence: a later sequence reuses its longest common prefix."""
+
+    ids: tuple[int, ...]
+    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: keys, values [1, kv_heads, T, head_dim]
+
+    def common_prefix(self, ids: Sequence[int]) -> int:
+        n = min(len(ids), len(self.ids))
+        i = 0
+        while i < n and ids[i] == self.ids[i]:
+            i += 1
+        return i
+
+
+@dataclass
+class ForwardCounter:
+    """Counts forward passes and the tokens actually fed to the model (a reused prefix is not fed)."""
+
+    forward_passes: int = 0
+    tokens_processed: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.forward_passes, self.tokens_processed
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    name: str
+    revision: str
+    context_window: int
+    num_layers: int
+    counter: ForwardCounter
+
+    def chat_prompt(self, *, system: str | None, user: str) -> str: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def score(
+        self,
+        prompt_ids: Sequence[int],
+        response_ids: Sequence[int],
+        *,
+        reuse: CachedContext | None = None,
+        keep_cache: bool = False,
+        probe: AttentionProbe | None = None,
+    ) -> tuple[ResponseScore, CachedContext | None]: ...
+
+    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int) -> list[int]: ...
+
+
+@dataclass
+class HFModelAdapter:
+    """A Hugging Face causal LM and its tokenizer, already loaded. Use ``from_pretrained`` to load one."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    revision: str
+    counter: ForwardCounter = field(default_factory=ForwardCounter)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        cfg = self.model.config
+        self.context_window = int(getattr(cfg, "max_position_embeddings", 2048))
+        self.num_layers = int(cfg.num_hidden_layers)
+        self.model.register_forward_pre_hook(self._count, with_kwargs=True)
+        stop = {self.tokenizer.eos_token_id}
+        for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+            tid = self.tokenizer.convert_tokens_to_ids(tok)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
+                stop.add(tid)
+        self._stop_ids = sorted(t for t in stop if t is not None)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, name: str | None = None, revision: str = "local", threads: int | None = None
+    ) -> HFModelAdapter:
+        """Load from a local folder in Hugging Face format. Never reaches a hub."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        attn = register_probe_attention()
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, dtype=torch.float32, attn_implementation=attn
+        )
+        return cls(model=model, tokenizer=tokenizer, name=name or str(path), revision=revision)
+
+    # -- text ---------------------------------------------------------------------------------------------
+    def chat_prompt(self, *, system: str | None, user: str) -> str:
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": user}
+        ]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        head = f"{system}\n\n" if system else ""
+        return f"{head}{user}\n\n"
+
+    def encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(
+        self,
+        prompt_ids: Sequence[int],
+        response_ids: Sequence[int],
+        *,
+        reuse: CachedContext | None = None,
+        keep_cache: bool = False,
+        probe: AttentionProbe | None = None,
+    ) -> tuple[ResponseScore, CachedContext | None]:
+        from transformers import DynamicCache
+
+        ids = list(prompt_ids) + list(response_ids)
+        resp_len = len(response_ids)
+        if resp_len == 0:
+            raise ValueError("response_ids is empty")
+        # The first scored logit sits at position len(prompt) - 1, so at least that token must be fed.
+        prefix = 0
+        if reuse is not None and probe is None:
+            prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1)
+        cache = DynamicCache(config=self.model.config)
+        if prefix > 0:
+            cache = DynamicCache(
+                ddp_cache_data=[(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv],
+                config=self.model.config,
+            )
+        input_ids = torch.tensor([ids[prefix:]], dtype=torch.long)  # [1, fed]
+        if probe is not None:
+            with probing(probe):
+                out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
+        else:
+            out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
+        logits = out.logits[0, :-1].double()  # [resp_len, vocab]: positions len(prompt)-1 .. T-2
+        logprobs = torch.log_softmax(logits, dim=-1)
+        targets = torch.tensor(list(response_ids), dtype=torch.long)
+        token_lp = logprobs.gather(1, targets[:, None])[:, 0].numpy()  # [resp_len]
+        cached = None
+        if keep_cache:
+            kv = tuple((layer.keys, layer.values) for layer in out.cache.layers)
+            cached = CachedContext(ids=tuple(ids), kv=kv)
+        return ResponseScore(token_logprobs=token_lp), cached
+
+    @torch.inference_mode()
+    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int) -> list[int]:
+        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=self._stop_ids,
+            pad_token_id=self._stop_ids[0],
+        )
+        new = out[0, input_ids.shape[1] :].tolist()
+        while new and new[-1] in self._stop_ids:
+            new.pop()
+        return new
+
+    def _count(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids")
+        if ids is None and args:
+            ids = args[0]
+        if ids is None:
+            emb = kwargs.get("inputs_embeds")
+            fed = int(emb.shape[0] * emb.shape[1]) if emb is not None else 0
+        else:
+            fed = int(ids.numel())
+        self.counter.forward_passes += 1
+        self.counter.tokens_processed += fed

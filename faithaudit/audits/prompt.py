@@ -1,0 +1,143 @@
+"""Render a request to prompt tokens while keeping the exact token span of every source.
+
+The user turn is ``template`` with ``{query}`` filled in and ``{context}`` standing for the documents, each
+rendered through ``document_template`` and joined by ``document_separator``. The chat template renders the turn;
+the rendered text is cut at the context into a head and a tail, and every piece (head, each document's wrapper,
+each source's text, each separator, tail) is tokenized on its own. A prompt with some sources removed is the same
+pieces without them, so the full prompt and every ablated prompt share their tokens up to the first removed source
+(what lets scoring reuse the KV cache), and each source's tokens decode back to exactly its text.
+
+Removing a source deletes its text; a document whose sources are all removed loses its wrapper and separator
+too. Nothing is renumbered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from faithaudit.api_schemas import AuditRequest
+from faithaudit.audits.model import ModelAdapter
+from faithaudit.audits.sentences import split_sentences
+from faithaudit.errors import InvalidRequestError
+
+_CONTEXT_MARK = "\u2063FAITHAUDIT_CONTEXT\u2063"
+
+
+@dataclass(frozen=True)
+class Source:
+    index: int
+    id: str
+    kind: Literal["document", "sentence"]
+    document_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One rendered document: wrapper head, its sources' token pieces, wrapper tail."""
+
+    before: tuple[int, ...]
+    units: tuple[tuple[int, tuple[int, ...]], ...]  # (source index, token ids)
+    after: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    ids: tuple[int, ...]
+    spans: dict[int, tuple[int, int]]  # source index -> [start, end) in ids, for kept sources
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    sources: tuple[Source, ...]
+    head: tuple[int, ...]
+    blocks: tuple[_Block, ...]
+    separator: tuple[int, ...]
+    tail: tuple[int, ...]
+    user_template: str  # the user turn with {query} filled and {context} left as is
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.sources)
+
+    def build(self, keep: Sequence[bool] | None = None) -> BuiltPrompt:
+        """The prompt tokens with only the sources where ``keep`` is true (all when ``keep`` is None)."""
+        n = self.num_sources
+        if keep is not None and len(keep) != n:
+            raise ValueError(f"keep has {len(keep)} entries for {n} sources")
+        ids: list[int] = list(self.head)
+        spans: dict[int, tuple[int, int]] = {}
+        first = True
+        for block in self.blocks:
+            units = [(i, toks) for i, toks in block.units if keep is None or keep[i]]
+            if not units:
+                continue
+            if not first:
+                ids.extend(self.separator)
+            first = False
+            ids.extend(block.before)
+            for i, toks in units:
+                spans[i] = (len(ids), len(ids) + len(toks))
+                ids.extend(toks)
+            ids.extend(block.after)
+        ids.extend(self.tail)
+        return BuiltPrompt(ids=tuple(ids), spans=spans)
+
+    def without(self, *removed: int) -> BuiltPrompt:
+        gone = set(removed)
+        return self.build([i not in gone for i in range(self.num_sources)])
+
+
+def build_layout(request: AuditRequest, model: ModelAdapter) -> PromptLayout:
+    """Tokenize the request's prompt piece by piece. Documents become sources, or their sentences do."""
+    spec = request.prompt
+    user = spec.template.replace("{context}", _CONTEXT_MARK).replace("{query}", request.query)
+    rendered = model.chat_prompt(system=spec.system, user=user)
+    if rendered.count(_CONTEXT_MARK) != 1:
+        raise InvalidRequestError.for_field("prompt.template", "the chat template lost the {context} slot")
+    head_text, tail_text = rendered.split(_CONTEXT_MARK)
+    wrap_before, wrap_after = spec.document_template.split("{text}")
+
+    sources: list[Source] = []
+    blocks: list[_Block] = []
+    for doc in request.pipeline.documents:
+        if request.audit.granularity == "sentence":
+            pieces = [
+                (f"{doc.id}:s{k}", doc.text[a:b], "sentence")
+                for k, (a, b) in enumerate(split_sentences(doc.text))
+            ]
+        else:
+            pieces = [(doc.id, doc.text, "document")]
+        units = []
+        for sid, text, kind in pieces:
+            index = len(sources)
+            sources.append(Source(index=index, id=sid, kind=kind, document_id=doc.id, text=text))
+            units.append((index, tuple(model.encode(text))))
+        blocks.append(
+            _Block(
+                before=tuple(model.encode(wrap_before.replace("{id}", doc.id))),
+                units=tuple(units),
+                after=tuple(model.encode(wrap_after.replace("{id}", doc.id))),
+            )
+        )
+    return PromptLayout(
+        sources=tuple(sources),
+        head=tuple(model.encode(head_text)),
+        blocks=tuple(blocks),
+        separator=tuple(model.encode(spec.document_separator)),
+        tail=tuple(model.encode(tail_text)),
+        user_template=spec.template.replace("{query}", request.query),
+    )
+
+
+def check_fits(prompt_len: int, response_len: int, model: ModelAdapter) -> None:
+    """A prompt over the model's context window is a validation error, not a crash."""
+    total = prompt_len + response_len
+    if total > model.context_window:
+        raise InvalidRequestError.for_field(
+            "pipeline.documents",
+            f"the prompt is {prompt_len} tokens and the response {response_len}: {total} tokens, over the "
+            f"context window of {model.name} ({model.context_window} tokens); send fewer or shorter documents",
+        )

@@ -1,0 +1,171 @@
+"""faithaudit command line: ``faithaudit audit CASE.json [--json OUT|-] [--html OUT]``.
+
+Exit codes: 0 audited (whatever the gate says), 2 bad input or usage (the message names the field), 1 failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit what an LLM answer relies on.")
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """A problem with what the user gave us: printed without a traceback, exit 2."""
+
+
+def load_request(path: Path):
+    """Read and validate a request file; every problem becomes ``BadInput`` naming the field."""
+    from pydantic import ValidationError
+
+    from faithaudit.api_schemas import AuditRequest, validation_fields
+
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    try:
+        return AuditRequest.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {field}: {msg}" for field, msg in validation_fields(exc)]
+        raise BadInput(f"{path}: invalid audit request\n" + "\n".join(lines)) from exc
+
+
+@app.command()
+def audit(
+    case: Annotated[Path, typer.Argument(help="An audit request as JSON (see examples/).")],
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the report JSON to this file, or '-' for stdout.")
+    ] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report page here.")] = None,
+) -> None:
+    """Audit one case and print the reliance table."""
+    from faithaudit.errors import InvalidRequestError
+
+    try:
+        request = load_request(case)
+        report = _run(request)
+    except BadInput as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InvalidRequestError as exc:
+        err.print(f"[red]error:[/red] {case}: {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    text = report.model_dump_json(indent=2)
+    if json_out == "-":
+        sys.stdout.write(text + "\n")
+        print_report(report, console=err)
+    else:
+        print_report(report, console=Console())
+        if json_out:
+            _write(Path(json_out), text)
+    if html_out:
+        from faithaudit.service.html_report import render_report_html
+
+        _write(html_out, render_report_html(report))
+
+
+def _run(request):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from faithaudit.audits.engine import run_audit
+    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.config import get_settings
+
+    settings = get_settings()
+    name = request.model.name or settings.default_model
+    with err.status(f"loading {name}", spinner="dots"):
+        model = load_adapter(name, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("auditing", total=1.0)
+
+        def progress(fraction: float, stage: str) -> None:
+            bar.update(task, completed=fraction, description=stage)
+
+        return run_audit(request, model, progress=progress, max_sources=settings.max_sources)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    err.print(f"wrote {path}", highlight=False)
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def print_report(report, *, console: Console) -> None:
+    """A readable table (source, attention share, reliance, label) and the summary."""
+    table = Table(title=f"Reliance of: {report.response[:80]}", title_justify="left")
+    columns = (
+        ("source", "left"), ("attention", "right"), ("reliance (nats)", "right"), ("surrogate", "right"),
+        ("answer flips", "center"), ("label", "left"), ("text", "left"),
+    )
+    for col, justify in columns:
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", max_width=48)
+    for s in report.sources:
+        table.add_row(
+            s.id + (" [cited]" if s.cited else ""),
+            _fmt(s.attention, ".1%"),
+            _fmt(s.reliance, "+.2f"),
+            _fmt(s.surrogate_weight, "+.2f"),
+            "—" if s.answer_changed is None else ("yes" if s.answer_changed else "no"),
+            s.label or "—",
+            s.text_preview,
+        )
+    console.print(table)
+    m = report.summary
+    console.print(
+        f"context reliance {_fmt(m.context_reliance, '.2f')} nats · parametric {m.parametric} · "
+        f"faithfulness {_fmt(m.faithfulness_score, '.2f')} · surrogate LDS {_fmt(m.surrogate_lds, '.2f')} · "
+        f"attention~reliance spearman {_fmt(m.attention_reliance_spearman, '.2f')} · "
+        f"top-1 agree {m.top1_agreement}",
+        highlight=False,
+    )
+    if report.model.is_proxy:
+        console.print(f"[yellow]{report.model.note}[/yellow]", highlight=False)
+    for flag in m.flags:
+        console.print(f"  flag: {flag}", highlight=False)
+    verdict = "[green]passed[/green]" if report.gate.passed else "[red]failed[/red]"
+    console.print(f"gate {verdict}" + "".join(f"\n  {f.message}" for f in report.gate.failures))
+    console.print(
+        f"cost: {report.cost.forward_passes} forward passes, {report.cost.tokens_processed} tokens, "
+        f"{report.cost.seconds:.1f} s · model {report.model.name}",
+        highlight=False,
+    )
+
+
+@app.command("models")
+def models() -> None:
+    """List the built-in model names."""
+    from faithaudit.audits.model_registry import list_models
+
+    for name in list_models():
+        typer.echo(name)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The one exception hierarchy of faithaudit.
+
+    FaithauditError                  (500: a bug or an environment problem, never the client's fault)
+    ├── InvalidRequestError          (422: the request is well-formed JSON but cannot be audited)
+    │     carries ``fields``: [{"path": "pipeline.documents[0].text", "msg": "..."}]
+    ├── NotFoundError                (404)
+    ├── ConflictError                (409)
+    └── ModelUnavailableError        (422 when the client named the model, else 500)
+
+The service maps these to HTTP codes in one handler (``http_status``); the CLI maps InvalidRequestError to exit 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    msg: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "msg": self.msg}
+
+
+class FaithauditError(Exception):
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str, *, fields: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = list(fields or [])
+
+    def as_dict(self) -> dict:
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "fields": [f.as_dict() for f in self.fields],
+            }
+        }
+
+
+class InvalidRequestError(FaithauditError):
+    code = "invalid_request"
+    http_status = 422
+
+    @classmethod
+    def for_field(cls, path: str, msg: str) -> InvalidRequestError:
+        return cls(f"{path}: {msg}", fields=[FieldError(path, msg)])
+
+
+class NotFoundError(FaithauditError):
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(FaithauditError):
+    code = "conflict"
+    http_status = 409
+
+
+class ModelUnavailableError(InvalidRequestError):
+    code = "model_unavailable"

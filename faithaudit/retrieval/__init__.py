@@ -1,0 +1,1 @@
+"""Corpora, embeddings and retriever replay (FAISS + LangChain). Planned: see the integrations issue."""

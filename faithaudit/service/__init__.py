@@ -1,0 +1,1 @@
+"""The HTTP service and what people see: HTML reports. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Celery app and thin tasks. Planned: see the audit service issue."""

@@ -1,0 +1,90 @@
+"""The CLI: bad input gives exit 2 and names the field, without a traceback; good input audits."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import EXAMPLES, ROOT, load_example
+from typer.testing import CliRunner
+
+from faithaudit.cli import app
+
+BASE = load_example("fictional_fact.json")
+
+
+def _with(mutate):
+    body = copy.deepcopy(BASE)
+    mutate(body)
+    return body
+
+
+BAD_INPUTS = {
+    "unknown_method": (lambda b: b["audit"].update(methods=["leave_one_out", "telepathy"]), "audit.methods[1]"),
+    "duplicate_ids": (lambda b: b["pipeline"]["documents"][1].update(id="d1"), "pipeline.documents"),
+    "no_documents": (lambda b: b["pipeline"].update(documents=[]), "pipeline.documents"),
+    "blank_text": (lambda b: b["pipeline"]["documents"][0].update(text="   "), "pipeline.documents[0].text"),
+    "wrong_type": (lambda b: b["audit"].update(num_ablations="many"), "audit.num_ablations"),
+    "unknown_field": (lambda b: b.update(temperature=0.3), "temperature"),
+    "bad_kind": (lambda b: b["pipeline"].update(kind="graph"), "pipeline"),
+    "template_without_context": (lambda b: b.update(prompt={"template": "{query}"}), "prompt.template"),
+    "unknown_model": (lambda b: b.update(model={"name": "gpt-17"}), "model.name"),
+    "over_context_window": (
+        lambda b: b["pipeline"]["documents"][0].update(text="lorem ipsum dolor " * 3000),
+        "pipeline.documents",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_naming_the_field(tmp_path, name, model):
+    mutate, field = BAD_INPUTS[name]
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(_with(mutate)))
+    result = CliRunner().invoke(app, ["audit", str(case), "--json", "-"])
+    assert result.exit_code == 2, result.output
+    assert field in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not result.stdout.strip().startswith("{")
+
+
+def test_unreadable_and_malformed_files_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for path in (bad, tmp_path / "missing.json"):
+        result = CliRunner().invoke(app, ["audit", str(path)])
+        assert result.exit_code == 2 and str(path) in result.output
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.json")))
+def test_cli_audits_every_example(tmp_path, example, model):
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["audit", str(EXAMPLES / example), "--json", str(out), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["schema_version"] == "1" and report["sources"]
+    assert all(s["label"] for s in report["sources"])
+    assert 'id="reliance-chart"' in page.read_text()
+
+
+def _audit_in_subprocess(case) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": "random"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "faithaudit.cli", "audit", str(case), "--json", "-"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def test_same_request_gives_byte_identical_reports_in_two_processes(tmp_path):
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(_with(lambda b: b["audit"].update(num_ablations=8, answer_flip_top_k=1))))
+    first, second = _audit_in_subprocess(case), _audit_in_subprocess(case)
+    for report in (first, second):
+        report["cost"].pop("seconds")
+        for stage in report["cost"]["by_stage"].values():
+            stage.pop("seconds")
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    assert first["sources"][1]["reliance_rank"] == 1
