@@ -92,15 +92,25 @@ def _run(request):
     with err.status(f"loading {name}", spinner="dots"):
         model = load_adapter(name, cache_dir=settings.cache_dir, threads=settings.torch_threads)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=err, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task("auditing", total=1.0)
 
         def progress(fraction: float, stage: str) -> None:
             bar.update(task, completed=fraction, description=stage)
 
-        return run_audit(request, model, progress=progress, max_sources=settings.max_sources)
+        return run_audit(
+            request,
+            model,
+            progress=progress,
+            max_sources=settings.max_sources,
+            max_source_chars=settings.max_source_chars,
+        )
 
 
 def _write(path: Path, text: str) -> None:
@@ -117,8 +127,13 @@ def print_report(report, *, console: Console) -> None:
     """A readable table (source, attention share, reliance, label) and the summary."""
     table = Table(title=f"Reliance of: {report.response[:80]}", title_justify="left")
     columns = (
-        ("source", "left"), ("attention", "right"), ("reliance (nats)", "right"), ("surrogate", "right"),
-        ("answer flips", "center"), ("label", "left"), ("text", "left"),
+        ("source", "left"),
+        ("attention", "right"),
+        ("reliance (nats)", "right"),
+        ("surrogate", "right"),
+        ("answer flips", "center"),
+        ("label", "left"),
+        ("text", "left"),
     )
     for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", max_width=48)

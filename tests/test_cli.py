@@ -32,8 +32,12 @@ BAD_INPUTS = {
     "template_without_context": (lambda b: b.update(prompt={"template": "{query}"}), "prompt.template"),
     "unknown_model": (lambda b: b.update(model={"name": "gpt-17"}), "model.name"),
     "over_context_window": (
-        lambda b: b["pipeline"]["documents"][0].update(text="lorem ipsum dolor " * 3000),
-        "pipeline.documents",
+        lambda b: [d.update(text="lorem ipsum dolor " * 1000) for d in b["pipeline"]["documents"]],
+        "context window",
+    ),
+    "source_over_char_limit": (
+        lambda b: b["pipeline"]["documents"][2].update(text="x" * 20_001),
+        "pipeline.documents[2].text",
     ),
 }
 
@@ -73,7 +77,12 @@ def _audit_in_subprocess(case) -> dict:
     env = {**os.environ, "PYTHONHASHSEED": "random"}
     proc = subprocess.run(
         [sys.executable, "-m", "faithaudit.cli", "audit", str(case), "--json", "-"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     return json.loads(proc.stdout)
 

@@ -22,13 +22,16 @@ def test_fictional_fact_ranks_first_wherever_it_is(model, position):
 
 def test_common_knowledge_answer_is_parametric(model):
     fictional = run_audit(
-        make_request([FILLER_DOCS[5], FICTIONAL_DOC, FILLER_DOCS[6]], FICTIONAL_QUERY, FICTIONAL_RESPONSE,
-                     audit=FAST),
+        make_request([FILLER_DOCS[5], FICTIONAL_DOC, FILLER_DOCS[6]], FICTIONAL_QUERY, FICTIONAL_RESPONSE, audit=FAST),
         model,
     )
     common = run_audit(
-        make_request([FILLER_DOCS[5], FILLER_DOCS[7], FILLER_DOCS[6]], "What is the capital of France?",
-                     "The capital of France is Paris.", audit=FAST),
+        make_request(
+            [FILLER_DOCS[5], FILLER_DOCS[7], FILLER_DOCS[6]],
+            "What is the capital of France?",
+            "The capital of France is Paris.",
+            audit=FAST,
+        ),
         model,
     )
     f, c = fictional.summary.context_reliance, common.summary.context_reliance
@@ -41,8 +44,11 @@ def test_citing_an_unused_document_lowers_citation_precision(model):
     docs = [FICTIONAL_DOC, FILLER_DOCS[1], FILLER_DOCS[2]]
     report = run_audit(
         make_request(
-            docs, FICTIONAL_QUERY, "The capital of Vellmora is Tarsquin [key][3].",
-            audit=FAST, thresholds={"min_citation_precision": 0.9},
+            docs,
+            FICTIONAL_QUERY,
+            "The capital of Vellmora is Tarsquin [key][3].",
+            audit=FAST,
+            thresholds={"min_citation_precision": 0.9},
         ),
         model,
     )
@@ -57,7 +63,9 @@ def test_citing_an_unused_document_lowers_citation_precision(model):
 def test_full_report_has_every_figure(model):
     report = run_audit(
         make_request(
-            [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]], FICTIONAL_QUERY, FICTIONAL_RESPONSE,
+            [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]],
+            FICTIONAL_QUERY,
+            FICTIONAL_RESPONSE,
             audit={"num_ablations": 8, "answer_flip_top_k": 1},
             model={"production_model": "some-hosted-model"},
             thresholds={"min_context_reliance": 1000.0},

@@ -29,11 +29,26 @@ def _source(sid: str, text: str, **kw) -> SourceReport:
 
 def make_report() -> AuditReport:
     sources = [
-        _source("d0", "Paris is the capital of France.", attention=0.6, reliance=2.5, surrogate_weight=2.1,
-                answer_changed=True, cited=True, label="decisive"),
+        _source(
+            "d0",
+            "Paris is the capital of France.",
+            attention=0.6,
+            reliance=2.5,
+            surrogate_weight=2.1,
+            answer_changed=True,
+            cited=True,
+            label="decisive",
+        ),
         _source("d1", "Lyon is a city & <b>not</b> a capital.", attention=None, reliance=None, label=None),
-        _source(EVIL_ID, "Berlin is in Germany.", attention=0.4, reliance=-0.75, surrogate_weight=-0.5,
-                answer_changed=False, label="distracting"),
+        _source(
+            EVIL_ID,
+            "Berlin is in Germany.",
+            attention=0.4,
+            reliance=-0.75,
+            surrogate_weight=-0.5,
+            answer_changed=False,
+            label="distracting",
+        ),
     ]
     return AuditReport(
         query="What is the capital of France? <i>",
@@ -42,19 +57,32 @@ def make_report() -> AuditReport:
         prompt_template="{context}\n{query}",
         granularity="document",
         methods=["attention", "loo"],
-        model=ModelInfo(name="tiny-llm", revision="abc123", context_window=2048, is_proxy=True,
-                        proxy_for="gpt-prod", note="Local stand-in; numbers describe tiny-llm only."),
+        model=ModelInfo(
+            name="tiny-llm",
+            revision="abc123",
+            context_window=2048,
+            is_proxy=True,
+            proxy_for="gpt-prod",
+            note="Local stand-in; numbers describe tiny-llm only.",
+        ),
         sources=sources,
         summary=Summary(
-            num_sources=3, response_tokens=4, logprob_full=-1.2, logprob_no_context=-6.0,
-            context_reliance=4.8, parametric=False, faithfulness_score=0.7, citation_precision=1.0,
+            num_sources=3,
+            response_tokens=4,
+            logprob_full=-1.2,
+            logprob_no_context=-6.0,
+            context_reliance=4.8,
+            parametric=False,
+            faithfulness_score=0.7,
+            citation_precision=1.0,
             citation_recall=None,
             flags=["attention_disagrees_with_reliance", "flag <&>"],
         ),
         gate=GateResult(
             passed=False,
-            failures=[GateFailure(threshold="min_faithfulness", limit=0.8, measured=0.7,
-                                  message="faithfulness 0.70 < 0.80")],
+            failures=[
+                GateFailure(threshold="min_faithfulness", limit=0.8, measured=0.7, message="faithfulness 0.70 < 0.80")
+            ],
         ),
         cost=Cost(forward_passes=5, tokens_processed=1234, seconds=1.5),
     )
@@ -147,10 +175,26 @@ def test_offline_no_external_references(page: str, parsed: _Collector) -> None:
 
 def test_content_sections(page: str) -> None:
     expected = [
-        "faithaudit reliance report", "decisive", "distracting", "no label", "tiny-llm", "abc123",
-        "Local stand-in; numbers describe tiny-llm only.", "Gate: failed", "faithfulness 0.70 &lt; 0.80",
-        "attention_disagrees_with_reliance", "60.0%", "-0.75", "2.50", "—", "attention share",
-        "reliance (nats", "5 forward passes", "1234 tokens processed", "1.50 s", "generated",
+        "faithaudit reliance report",
+        "decisive",
+        "distracting",
+        "no label",
+        "tiny-llm",
+        "abc123",
+        "Local stand-in; numbers describe tiny-llm only.",
+        "Gate: failed",
+        "faithfulness 0.70 &lt; 0.80",
+        "attention_disagrees_with_reliance",
+        "60.0%",
+        "-0.75",
+        "2.50",
+        "—",
+        "attention share",
+        "reliance (nats",
+        "5 forward passes",
+        "1234 tokens processed",
+        "1.50 s",
+        "generated",
         "Paris is the capital of France.",
     ]
     for text in expected:

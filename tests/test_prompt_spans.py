@@ -11,7 +11,9 @@ def _docs():
 
 def test_document_spans_decode_to_their_text(model):
     req = make_request(
-        _docs(), "Where?", "Here.",
+        _docs(),
+        "Where?",
+        "Here.",
         prompt={"system": "Answer from the context.", "document_template": "[{id}] {text}"},
     )
     layout = build_layout(req, model)
@@ -31,7 +33,7 @@ def test_sentence_spans_tile_each_document(model):
         mine = [s for s in layout.sources if s.document_id == doc_id]
         assert "".join(s.text for s in mine) == text
         spans = [full.spans[s.index] for s in mine]
-        for (a0, b0), (a1, _) in zip(spans, spans[1:], strict=False):
+        for (_, b0), (a1, _) in zip(spans, spans[1:], strict=False):
             assert b0 == a1  # contiguous: sentence spans tile the document's tokens
         assert model.decode(full.ids[spans[0][0] : spans[-1][1]]) == text
 

@@ -30,8 +30,12 @@ def test_probe_shares_equal_eager_attentions(model):
     by_layer = []
     for layer_att in out.attentions:  # [1, heads, T, T]
         rows_att = layer_att[0, :, rows, :].double()  # [heads, R, T]
-        by_layer.append([rows_att[:, :, a:b].sum(-1).mean().item() for a, b in (
-            base.prompt.spans[i] for i in range(layout.num_sources))])
+        by_layer.append(
+            [
+                rows_att[:, :, a:b].sum(-1).mean().item()
+                for a, b in (base.prompt.spans[i] for i in range(layout.num_sources))
+            ]
+        )
     eager_raw = np.array(by_layer).mean(axis=0)
     eager_share = eager_raw / eager_raw.sum()
 

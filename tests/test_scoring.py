@@ -35,7 +35,9 @@ class _CountingForward:
 def test_leave_one_out_equals_naive_and_reuses_the_prefix(model):
     docs = FILLER_DOCS[:4] + [FICTIONAL_DOC] + FILLER_DOCS[4:9]
     req = make_request(
-        docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE,
+        docs,
+        FICTIONAL_QUERY,
+        FICTIONAL_RESPONSE,
         audit={"methods": ["leave_one_out"], "answer_flip_top_k": 0},
     )
     counter = _CountingForward(model.model)
@@ -62,7 +64,9 @@ def test_leave_one_out_equals_naive_and_reuses_the_prefix(model):
 
 def test_surrogate_targets_are_reproducible(model):
     req = make_request(
-        [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]], FICTIONAL_QUERY, FICTIONAL_RESPONSE,
+        [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]],
+        FICTIONAL_QUERY,
+        FICTIONAL_RESPONSE,
         audit={"methods": ["context_ablation"], "num_ablations": 8, "answer_flip_top_k": 0},
     )
     a, b = run_audit(req, model), run_audit(req, model)

@@ -6,7 +6,7 @@ def texts(text: str) -> list[str]:
 
 
 def test_spans_tile_the_text_and_split_on_sentence_ends():
-    text = "Dr. Smith met J. R. Tolkien in 1950. He liked it!  Did she? \"Yes,\" she said. (Then) it rained.  "
+    text = 'Dr. Smith met J. R. Tolkien in 1950. He liked it!  Did she? "Yes," she said. (Then) it rained.  '
     parts = texts(text)
     assert "".join(parts) == text
     assert [p.strip() for p in parts] == [

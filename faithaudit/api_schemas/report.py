@@ -6,9 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Label = Literal[
-    "decisive", "supporting", "distracting", "attended_not_relied", "relied_not_attended", "unused"
-]
+Label = Literal["decisive", "supporting", "distracting", "attended_not_relied", "relied_not_attended", "unused"]
 
 
 class _Out(BaseModel):

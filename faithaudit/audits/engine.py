@@ -96,15 +96,22 @@ def run_audit(
     progress: Progress | None = None,
     solver: SurrogateSolver | None = None,
     max_sources: int | None = None,
+    max_source_chars: int | None = None,
 ) -> AuditReport:
+    """Audit ``request`` with ``model``. Limits (from settings) turn oversized input into field errors."""
     opts = request.audit
     methods = set(opts.methods)
+    if max_source_chars is not None:
+        for i, doc in enumerate(request.pipeline.documents):
+            if len(doc.text) > max_source_chars:
+                raise InvalidRequestError.for_field(
+                    f"pipeline.documents[{i}].text",
+                    f"{len(doc.text)} characters is over the limit of {max_source_chars}",
+                )
     layout = build_layout(request, model)
     n = layout.num_sources
     if max_sources is not None and n > max_sources:
-        raise InvalidRequestError.for_field(
-            "pipeline.documents", f"{n} sources is over the limit of {max_sources}"
-        )
+        raise InvalidRequestError.for_field("pipeline.documents", f"{n} sources is over the limit of {max_sources}")
     meter = _Meter(model)
     full_prompt = layout.build()
 
@@ -144,7 +151,11 @@ def run_audit(
     if "leave_one_out" in methods:
         with meter.measure("leave_one_out"):
             loo = score_masks(
-                model, layout, response_ids, interventions.leave_one_out_masks(n), base=base,
+                model,
+                layout,
+                response_ids,
+                interventions.leave_one_out_masks(n),
+                base=base,
                 on_each=lambda: tracker.step("leave_one_out"),
             )
         reliance = leave_one_out_reliance(full_lp, logprobs(loo))
@@ -153,7 +164,11 @@ def run_audit(
     if "no_context" in methods:
         with meter.measure("no_context"):
             (none_score,) = score_masks(
-                model, layout, response_ids, interventions.no_context_mask(n), base=base,
+                model,
+                layout,
+                response_ids,
+                interventions.no_context_mask(n),
+                base=base,
                 on_each=lambda: tracker.step("no_context"),
             )
 
@@ -163,7 +178,12 @@ def run_audit(
     if ablating:
         with meter.measure("context_ablation"):
             surrogate_weights, surrogate_bias, surrogate_lds = _context_ablation(
-                model, layout, response_ids, base, request, solver or LassoSolver(opts.lasso_alpha),
+                model,
+                layout,
+                response_ids,
+                base,
+                request,
+                solver or LassoSolver(opts.lasso_alpha),
                 on_each=lambda: tracker.step("context_ablation"),
             )
 

@@ -120,9 +120,7 @@ def _dequantize_into(gguf: Path, out: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder, filename = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=filename, dtype=torch.float32, local_files_only=True
-    )
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32, local_files_only=True)
     save_model(model, str(out / "model.safetensors"))  # handles the tied embedding
     config = model.config.to_dict()
     config.pop("quantization_config", None)

@@ -105,8 +105,7 @@ def build_layout(request: AuditRequest, model: ModelAdapter) -> PromptLayout:
     for doc in request.pipeline.documents:
         if request.audit.granularity == "sentence":
             pieces = [
-                (f"{doc.id}:s{k}", doc.text[a:b], "sentence")
-                for k, (a, b) in enumerate(split_sentences(doc.text))
+                (f"{doc.id}:s{k}", doc.text[a:b], "sentence") for k, (a, b) in enumerate(split_sentences(doc.text))
             ]
         else:
             pieces = [(doc.id, doc.text, "document")]

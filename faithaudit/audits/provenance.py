@@ -89,9 +89,7 @@ def probe_attention_forward(
     probe = _ACTIVE_PROBE.get()
     if probe is not None:
         _record(probe, module, query, key, attention_mask, scaling)
-    return sdpa_attention_forward(
-        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-    )
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
 def _record(

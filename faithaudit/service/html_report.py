@@ -115,9 +115,7 @@ def _table(sources: list[SourceReport]) -> str:
     )
     head = "".join(
         f"<th>{h}</th>"
-        for h in (
-            "id", "label", "attention share", "reliance (nats)", "surrogate weight", "answer changed", "cited"
-        )
+        for h in ("id", "label", "attention share", "reliance (nats)", "surrogate weight", "answer changed", "cited")
     )
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     return f"<section><h2>Sources</h2>{table}</section>"
