@@ -74,3 +74,20 @@ def test_surrogate_targets_are_reproducible(model):
     assert weights == [s.surrogate_weight for s in b.sources]
     assert int(np.argmax(weights)) == 1
     assert a.cost.forward_passes == 1 + 8 + 16  # full pass + fitting masks + held-out masks
+
+
+def test_random_masks_scored_with_neighbour_reuse_equal_fresh_passes(model):
+    from faithaudit.audits import interventions
+    from faithaudit.audits.scoring import logprobs, score_full_context, score_masks
+
+    docs = FILLER_DOCS[:3] + [FICTIONAL_DOC] + FILLER_DOCS[3:6]
+    layout = build_layout(make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE), model)
+    response_ids = model.encode(FICTIONAL_RESPONSE)
+    base = score_full_context(model, layout, response_ids, with_attention=False)
+    masks = interventions.random_keep_masks(layout.num_sources, 12, keep_probability=0.5, seed=3)
+    before = model.counter.tokens_processed
+    fast = logprobs(score_masks(model, layout, response_ids, masks, base=base))
+    fed = model.counter.tokens_processed - before
+    naive = [_naive_logprob(model, layout.build(list(m)).ids, response_ids) for m in masks]
+    np.testing.assert_allclose(fast, naive, atol=1e-3)
+    assert fed < sum(len(layout.build(list(m)).ids) + len(response_ids) for m in masks)

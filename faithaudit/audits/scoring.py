@@ -1,7 +1,8 @@
 """Teacher-forced scoring of the fixed response under the full context and under keep-masks.
 
 The full-context pass gives the base score, the attention reading and the KV cache at once; every ablated
-context then reuses the cached prefix up to its first removed source.
+context then reuses a cached prefix (of the full context, or of the previous ablated context) and feeds only the
+tokens after it.
 """
 
 from __future__ import annotations
@@ -50,15 +51,24 @@ def score_masks(
     base: BaseRun | None,
     on_each: Callable[[], None] | None = None,
 ) -> list[ResponseScore]:
-    """Score the response under each keep-mask, reusing ``base``'s cached prefix when given."""
-    out: list[ResponseScore] = []
-    for mask in masks:
-        prompt = layout.build([bool(k) for k in mask])
-        score, _ = model.score(prompt.ids, response_ids, reuse=base.cache if base else None)
-        out.append(score)
+    """Score the response under each keep-mask; results come back in the order of ``masks``.
+
+    Masks are visited in lexicographic order (keep before remove), so neighbours share long prefixes. Each
+    context reuses the longest cached prefix among the full context (``base``) and the previous context, and
+    only the tokens after it are fed to the model.
+    """
+    order = sorted(range(len(masks)), key=lambda r: tuple(not bool(k) for k in masks[r]))
+    scores: list[ResponseScore | None] = [None] * len(masks)
+    previous: CachedContext | None = None
+    for r in order:
+        prompt = layout.build([bool(k) for k in masks[r]])
+        full_ids = prompt.ids + tuple(response_ids)
+        candidates = [c for c in (base.cache if base else None, previous) if c is not None]
+        reuse = max(candidates, key=lambda c: c.common_prefix(full_ids), default=None)
+        scores[r], previous = model.score(prompt.ids, response_ids, reuse=reuse, keep_cache=len(masks) > 1)
         if on_each is not None:
             on_each()
-    return out
+    return [s for s in scores if s is not None]
 
 
 def logprobs(scores: Sequence[ResponseScore]) -> np.ndarray:
