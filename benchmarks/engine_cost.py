@@ -141,8 +141,7 @@ class Measure:
         return {
             "forward_passes": self.passes,
             "tokens_processed": self.tokens,
-            "counts_stable_across_repeats": len(set(self.forward_passes)) == 1
-            and len(set(self.tokens_processed)) == 1,
+            "counts_stable_across_repeats": len(set(self.forward_passes)) == 1 and len(set(self.tokens_processed)) == 1,
             "seconds": [round(s, 4) for s in self.seconds],
             "seconds_median": round(self.median, 4),
             "seconds_min": round(min(self.seconds), 4),
@@ -259,8 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         naive_reliance = np.array([base.score.logprob - s.logprob for s in naive])
         audit_vs_loo_diff = max(audit_vs_loo_diff, float(np.max(np.abs(audit_reliance - naive_reliance))))
         print(
-            f"repeat {r + 1}/{args.repeats}: "
-            + ", ".join(f"{k} {m.seconds[-1]:.2f}s" for k, m in measures.items()),
+            f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {m.seconds[-1]:.2f}s" for k, m in measures.items()),
             flush=True,
         )
 
@@ -345,10 +343,7 @@ def print_report(res: dict[str, Any]) -> None:
     print()
     print("full_audit by stage (median s over repeats):")
     for name, row in res["full_audit_by_stage"].items():
-        print(
-            f"  {name:<28} {row['forward_passes']:>7} {row['tokens_processed']:>9} "
-            f"{row['seconds_median']:>9.3f}"
-        )
+        print(f"  {name:<28} {row['forward_passes']:>7} {row['tokens_processed']:>9} {row['seconds_median']:>9.3f}")
     r, ch = res["ratios"], res["checks"]
     print()
     verdict = "ok" if r["tokens_loo_prefix_reuse_over_naive"] <= TOKEN_RATIO_TARGET else "OVER TARGET"
@@ -360,10 +355,7 @@ def print_report(res: dict[str, Any]) -> None:
         f"  (longest-common-prefix floor for this layout: {r['tokens_loo_prefix_reuse_floor']} tokens, "
         f"{r['tokens_loo_prefix_reuse_floor_over_naive']:.3f} of naive)"
     )
-    print(
-        "time(loo prefix reuse) / time(loo naive), median = "
-        f"{r['time_loo_prefix_reuse_over_naive_median']:.3f}"
-    )
+    print(f"time(loo prefix reuse) / time(loo naive), median = {r['time_loo_prefix_reuse_over_naive_median']:.3f}")
     print(
         "time(full ctx + attention) / time(full ctx plain) = "
         f"{r['time_full_context_with_attention_over_plain_median']:.3f}"
