@@ -1,6 +1,14 @@
-"""faithaudit command line: ``faithaudit audit CASE.json [--json OUT|-] [--html OUT]``.
+"""faithaudit command line.
 
-Exit codes: 0 audited (whatever the gate says), 2 bad input or usage (the message names the field), 1 failure.
+    faithaudit audit CASE.json [--json OUT|-] [--html OUT]    audit one case in this process
+    faithaudit serve [--host H] [--port P] [--no-auth]       the HTTP API (never imports torch)
+    faithaudit worker                                         a Celery worker on the broker
+    faithaudit keys create --tenant T | list | revoke ID      API keys (stored hashed)
+    faithaudit db upgrade                                     apply the store's migrations
+    faithaudit models                                         built-in model names
+
+Exit codes: 0 done (an audit's gate verdict does not change it), 2 bad input or usage (the message names the
+field), 1 failure.
 """
 
 from __future__ import annotations
@@ -176,6 +184,100 @@ def models() -> None:
 
     for name in list_models():
         typer.echo(name)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+db_app = typer.Typer(no_args_is_help=True, help="The audit store's schema.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _store():
+    """Open the store and apply its migrations (every command that opens it does)."""
+    from faithaudit.config import get_settings
+    from faithaudit.service.store import Store
+
+    store = Store.from_settings(get_settings())
+    store.upgrade()
+    return store
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Option("--tenant", help="The tenant the key acts for.")]) -> None:
+    """Print a new API key as the last line. It is shown once: only its hash is stored."""
+    key, info = _store().create_api_key(tenant)
+    err.print(f"created key {info.id} (prefix {info.prefix}) for tenant {info.tenant}", highlight=False)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+    """List keys (id, tenant, prefix, created, revoked); never the keys themselves."""
+    for k in _store().list_api_keys(tenant):
+        revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
+        typer.echo(f"{k.id}\t{k.tenant}\t{k.prefix}\t{k.created_at.isoformat()}\trevoked={revoked}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="A key id or prefix from `keys list`.")]) -> None:
+    if not _store().revoke_api_key(key):
+        err.print(f"[red]error:[/red] no key {key}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.echo(f"revoked {key}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the store's migrations to FAITHAUDIT_DATABASE_URL (SQLite under the data dir by default)."""
+    _store()
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys: for a local demo only.")] = False,
+) -> None:
+    """Run the HTTP API. Audits are run by `faithaudit worker` processes."""
+    import uvicorn
+
+    from faithaudit.config import get_settings
+    from faithaudit.service.app import create_app
+
+    settings = get_settings()
+    store = _store()
+    if no_auth:
+        err.print("[yellow]warning: --no-auth: every request acts as tenant 'local'[/yellow]")
+    uvicorn.run(create_app(settings, store=store, auth_enabled=not no_auth), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    name: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker (one audit at a time, the model loaded once per process)."""
+    import os
+    import socket
+
+    from faithaudit.config import get_settings
+    from faithaudit.workers.celery_app import get_celery
+
+    _store()
+    settings = get_settings()
+    node = name or f"faithaudit-{socket.gethostname()}-{os.getpid()}"
+    get_celery().worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            f"--queues={settings.queue_name}",
+            f"--hostname={node}@%h",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def main() -> None:

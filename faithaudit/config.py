@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,37 @@ class Settings(BaseSettings):
     )
     max_sources: int = Field(default=200, ge=1, description="Most sources one audit may have.")
     max_source_chars: int = Field(default=20_000, ge=1, description="Most characters in one source's text.")
+
+    # -- the service -----------------------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None, description="sqlite:///path or postgresql+psycopg://...; default: SQLite under data_dir."
+    )
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
+    queue_name: str = Field(default="faithaudit", description="Celery queue the audits go to.")
+    served_models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m-instruct"],
+        description="Model names the service accepts in model.name (API clients cannot load arbitrary paths).",
+    )
+    lease_seconds: float = Field(default=30.0, gt=0, description="A worker's lease on an audit; renewed by heartbeat.")
+    reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
+    max_attempts: int = Field(default=3, ge=1, description="Tries before an audit fails for good.")
+    max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Larger request bodies get 413.")
+    signing_secret: str = Field(
+        default="dev-only-insecure-secret", description="HMAC key for signed report links; set it in production."
+    )
+    report_link_seconds: int = Field(default=3600, ge=1, description="How long a signed report link works.")
+    environment: str = Field(default="development", description="'production' refuses the development secret.")
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if self.environment == "production" and self.signing_secret == "dev-only-insecure-secret":
+            raise ValueError("FAITHAUDIT_SIGNING_SECRET must be set when FAITHAUDIT_ENVIRONMENT=production")
+        return self
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'faithaudit.db').resolve()}"
 
 
 @lru_cache(maxsize=1)

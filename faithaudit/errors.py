@@ -3,6 +3,8 @@
     FaithauditError                  (500: a bug or an environment problem, never the client's fault)
     ├── InvalidRequestError          (422: the request is well-formed JSON but cannot be audited)
     │     carries ``fields``: [{"path": "pipeline.documents[0].text", "msg": "..."}]
+    ├── UnauthorizedError            (401: no key, or a wrong one; defined in service.deps)
+    ├── ForbiddenError               (403: an invalid or expired signed link)
     ├── NotFoundError                (404)
     ├── ConflictError                (409)
     └── ModelUnavailableError        (422 when the client named the model, else 500)
@@ -50,6 +52,11 @@ class InvalidRequestError(FaithauditError):
     @classmethod
     def for_field(cls, path: str, msg: str) -> InvalidRequestError:
         return cls(f"{path}: {msg}", fields=[FieldError(path, msg)])
+
+
+class ForbiddenError(FaithauditError):
+    code = "forbidden"
+    http_status = 403
 
 
 class NotFoundError(FaithauditError):

@@ -24,8 +24,26 @@ from faithaudit.api_schemas.request import (
     RagPipeline,
     Thresholds,
 )
+from faithaudit.api_schemas.service import (
+    RUN_AUDIT_TASK,
+    AuditAccepted,
+    AuditList,
+    AuditStatus,
+    AuditSummary,
+    ErrorBody,
+    Links,
+    Progress,
+)
 
 __all__ = [
+    "RUN_AUDIT_TASK",
+    "AuditAccepted",
+    "AuditList",
+    "AuditStatus",
+    "AuditSummary",
+    "ErrorBody",
+    "Links",
+    "Progress",
     "DEFAULT_METHODS",
     "AuditOptions",
     "AuditReport",

@@ -1,0 +1,69 @@
+"""Contracts of the HTTP service: what the audit endpoints answer, and the names of the worker tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from faithaudit.api_schemas.report import AuditReport
+
+# The service reaches the workers by task name only (it never imports them).
+RUN_AUDIT_TASK = "faithaudit.run_audit"
+
+AuditStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Links(BaseModel):
+    self: str
+    report_html: str
+
+
+class AuditAccepted(BaseModel):
+    id: str
+    status: AuditStatusName
+    links: Links
+
+
+class Progress(BaseModel):
+    fraction: float = Field(ge=0.0, le=1.0)
+    stage: str | None = None
+
+
+class AuditSummary(BaseModel):
+    id: str
+    status: AuditStatusName
+    progress: Progress
+    attempts: int
+    gate_passed: bool | None = None
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+
+
+class AuditStatus(AuditSummary):
+    report: AuditReport | None = None
+    report_url: str | None = Field(None, description="A signed, expiring link to the HTML report (no header needed).")
+
+
+class AuditList(BaseModel):
+    items: list[AuditSummary]
+    next_cursor: str | None = None
+
+
+class ErrorField(BaseModel):
+    path: str
+    msg: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: list[ErrorField] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

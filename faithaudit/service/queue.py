@@ -1,0 +1,61 @@
+"""Send audits to the workers by task name, over the Celery broker, without importing the workers.
+
+A send that fails (broker down) returns False: the audit stays stored as queued and the reaper enqueues it once
+the broker answers again, so an accepted audit is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from faithaudit.api_schemas import RUN_AUDIT_TASK
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Enqueuer:
+    broker_url: str
+    queue_name: str
+    connect_timeout: float = 2.0
+    _app: object = field(default=None, init=False, repr=False)
+
+    @cached_property
+    def app(self):
+        from celery import Celery
+
+        app = Celery("faithaudit-client", broker=self.broker_url)
+        app.conf.update(
+            broker_connection_timeout=self.connect_timeout,
+            broker_connection_retry=False,
+            broker_connection_max_retries=0,
+            task_default_queue=self.queue_name,
+        )
+        return app
+
+    def send(self, audit_id: str) -> bool:
+        try:
+            self.app.send_task(RUN_AUDIT_TASK, args=[audit_id], queue=self.queue_name, retry=False)
+        except Exception as exc:  # the broker is down or unreachable: the reaper retries later
+            log.warning("could not enqueue audit %s: %s", audit_id, exc)
+            return False
+        return True
+
+    def ping(self) -> bool:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.connect_timeout)
+        except Exception:
+            return False
+        return True
+
+    def queue_depth(self) -> int | None:
+        """Messages waiting in the Redis list of the queue; None when unknown."""
+        try:
+            with self.app.connection_for_write() as conn:
+                client = conn.default_channel.client
+                return int(client.llen(self.queue_name))
+        except Exception:
+            return None

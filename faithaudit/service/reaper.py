@@ -1,0 +1,42 @@
+"""Nothing submitted is lost: re-enqueue audits whose worker lease expired, and audits never enqueued.
+
+``reap_once`` is one sweep; ``ReaperThread`` runs it every ``interval`` seconds in the API and in every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def reap_once(store, send: Callable[[str], bool], *, stale_enqueue_seconds: float) -> list[str]:
+    """Enqueue every audit the store hands back; returns the ids that were enqueued."""
+    sent: list[str] = []
+    for audit_id in store.reap(stale_enqueue_seconds=stale_enqueue_seconds):
+        if send(audit_id):
+            store.mark_enqueued(audit_id)
+            sent.append(audit_id)
+    if sent:
+        log.info("reaper enqueued %d audit(s): %s", len(sent), ", ".join(sent))
+    return sent
+
+
+class ReaperThread(threading.Thread):
+    def __init__(self, store, send: Callable[[str], bool], *, interval: float, stale_enqueue_seconds: float) -> None:
+        super().__init__(name="faithaudit-reaper", daemon=True)
+        self._store, self._send = store, send
+        self._interval, self._stale = interval, stale_enqueue_seconds
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            try:
+                reap_once(self._store, self._send, stale_enqueue_seconds=self._stale)
+            except Exception:  # a database blip must not kill the reaper
+                log.exception("reaper sweep failed")
+
+    def stop(self) -> None:
+        self._stop_event.set()

@@ -1,0 +1,138 @@
+"""/v1/audits: submit, read, list, delete audits, and their HTML report pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from faithaudit.api_schemas import (
+    AuditAccepted,
+    AuditList,
+    AuditReport,
+    AuditStatus,
+    AuditSummary,
+    Links,
+    Progress,
+)
+from faithaudit.errors import ConflictError, ForbiddenError, NotFoundError
+from faithaudit.service import signing
+from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep, api_key_from
+from faithaudit.service.html_report import render_report_html
+from faithaudit.service.store import AuditRow
+from faithaudit.service.validation import parse_audit_request, request_hash
+
+router = APIRouter(prefix="/v1/audits", tags=["audits"])
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _links(audit_id: str) -> Links:
+    return Links(self=f"/v1/audits/{audit_id}", report_html=f"/v1/audits/{audit_id}/report.html")
+
+
+def _summary(row: AuditRow) -> dict:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "progress": Progress(fraction=min(max(row.progress_fraction, 0.0), 1.0), stage=row.progress_stage),
+        "attempts": row.attempts,
+        "gate_passed": row.gate_passed,
+        "error": row.error,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "updated_at": row.updated_at,
+    }
+
+
+@router.post("", status_code=202, response_model=AuditAccepted)
+async def submit_audit(
+    request: Request,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    store: StoreDep,
+    enqueuer: EnqueuerDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Validate, store, enqueue; 202 at once. A broker outage delays the audit, never loses it."""
+    audit_request = parse_audit_request(await request.body(), settings)
+    row, created = await run_in_threadpool(
+        store.create_audit,
+        tenant=tenant,
+        request=audit_request.model_dump(mode="json", exclude_unset=True),
+        request_hash=request_hash(audit_request),
+        idempotency_key=idempotency_key,
+    )
+    if created and await run_in_threadpool(enqueuer.send, row.id):
+        await run_in_threadpool(store.mark_enqueued, row.id)
+    body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id))
+    headers = {"Location": body.links.self}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+@router.get("", response_model=AuditList)
+def list_audits(
+    tenant: CurrentTenant,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+    status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")] = None,
+    gate_passed: bool | None = None,
+) -> AuditList:
+    rows, next_cursor = store.list_audits(tenant, limit=limit, cursor=cursor, status=status, gate_passed=gate_passed)
+    return AuditList(items=[AuditSummary(**_summary(r)) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{audit_id}", response_model=AuditStatus)
+def get_audit(audit_id: str, request: Request, tenant: CurrentTenant, store: StoreDep, settings: SettingsDep):
+    row = _owned(store, audit_id, tenant)
+    report_url = None
+    if row.status == "succeeded":
+        query = signing.signed_query(settings.signing_secret, row.id, row.tenant, ttl=settings.report_link_seconds)
+        report_url = str(request.url_for("report_html", audit_id=row.id)) + "?" + query
+    report = AuditReport.model_validate(row.report) if row.report is not None else None
+    return AuditStatus(**_summary(row), report=report, report_url=report_url)
+
+
+@router.delete("/{audit_id}", status_code=204)
+def delete_audit(audit_id: str, tenant: CurrentTenant, store: StoreDep) -> Response:
+    """Cancel (a worker holding it loses its lease) and delete the stored request and report."""
+    if not store.delete_audit(audit_id, tenant=tenant):
+        raise NotFoundError(f"no audit {audit_id}")
+    return Response(status_code=204)
+
+
+@router.get("/{audit_id}/report.html", response_class=HTMLResponse, name="report_html")
+def report_html(
+    audit_id: str,
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    expires: int | None = None,
+    sig: str | None = None,
+) -> HTMLResponse:
+    """The report page: with an API key, or with a signed link (``expires`` + ``sig``) and no header."""
+    if sig is not None and expires is not None and api_key_from(request) is None:
+        row = store.get_audit(audit_id)
+        if row is None or not signing.verify(settings.signing_secret, row.id, row.tenant, expires=expires, sig=sig):
+            raise ForbiddenError("this report link is invalid or has expired; ask the API for a new report_url")
+    else:
+        from faithaudit.service.deps import current_tenant
+
+        row = _owned(store, audit_id, current_tenant(request, store))
+    if row.status != "succeeded" or row.report is None:
+        raise ConflictError(f"audit {audit_id} is {row.status}; its report exists once it has succeeded")
+    report = AuditReport.model_validate(row.report)
+    return HTMLResponse(render_report_html(report, title=f"faithaudit report {row.id}"))
+
+
+def _owned(store, audit_id: str, tenant: str) -> AuditRow:
+    row = store.get_audit(audit_id, tenant=tenant)
+    if row is None:
+        raise NotFoundError(f"no audit {audit_id}")
+    return row

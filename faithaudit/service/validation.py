@@ -1,0 +1,51 @@
+"""Validate a submitted audit fully before it is stored: JSON, schema, served models and size limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import ValidationError
+
+from faithaudit.api_schemas import AuditRequest, validation_fields
+from faithaudit.config import Settings
+from faithaudit.errors import FieldError, InvalidRequestError
+
+
+def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError.for_field("body", f"not valid JSON: {exc}") from None
+    try:
+        request = AuditRequest.model_validate(data)
+    except ValidationError as exc:
+        fields = [FieldError(path, msg) for path, msg in validation_fields(exc)]
+        summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
+        raise InvalidRequestError(f"invalid audit request: {summary}", fields=fields) from None
+    check_served(request, settings)
+    return request
+
+
+def check_served(request: AuditRequest, settings: Settings) -> None:
+    name = request.model.name or settings.default_model
+    if name not in settings.served_models:
+        raise InvalidRequestError.for_field(
+            "model.name", f"{name!r} is not served here; use one of {sorted(settings.served_models)}"
+        )
+    documents = request.pipeline.documents
+    if len(documents) > settings.max_sources:
+        raise InvalidRequestError.for_field(
+            "pipeline.documents", f"{len(documents)} documents is over the limit of {settings.max_sources}"
+        )
+    for i, doc in enumerate(documents):
+        if len(doc.text) > settings.max_source_chars:
+            raise InvalidRequestError.for_field(
+                f"pipeline.documents[{i}].text",
+                f"{len(doc.text)} characters is over the limit of {settings.max_source_chars}",
+            )
+
+
+def request_hash(request: AuditRequest) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,227 @@
+"""The HTTP API in-process (FastAPI TestClient) over a real SQLite store and the real Redis broker.
+
+No worker runs here: audits that need a report get one from the real engine, stored through the lease API.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from conftest import ROOT, load_example
+from fastapi.testclient import TestClient
+
+from faithaudit.config import Settings
+from faithaudit.service.app import create_app
+from faithaudit.service.queue import Enqueuer
+from faithaudit.service.store import Store
+
+SMALL = load_example("fictional_fact.json") | {"audit": {"num_ablations": 4, "answer_flip_top_k": 0}}
+
+
+@pytest.fixture()
+def api(tmp_path):
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'fa.db'}",
+        queue_name=f"fa-test-{uuid.uuid4().hex[:8]}",
+        signing_secret="test-secret",
+        max_body_bytes=50_000,
+        report_link_seconds=2,
+    )
+    store = Store.from_settings(settings)
+    store.upgrade()
+    enqueuer = Enqueuer(settings.broker_url, settings.queue_name)
+    app = create_app(settings, store=store, enqueuer=enqueuer, run_reaper=False)
+    with TestClient(app) as client:
+        keys = {t: store.create_api_key(t)[0] for t in ("acme", "globex")}
+        yield client, store, keys
+    store.dispose()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_submit_returns_202_and_enqueues(api):
+    client, store, keys = api
+    r = client.post("/v1/audits", json=SMALL, headers=auth(keys["acme"]))
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued" and body["links"]["self"] == f"/v1/audits/{body['id']}"
+    got = client.get(f"/v1/audits/{body['id']}", headers={"X-API-Key": keys["acme"]}).json()
+    assert got["status"] == "queued" and got["progress"] == {"fraction": 0.0, "stage": None}
+    assert got["report"] is None and got["report_url"] is None
+    assert store.reap(stale_enqueue_seconds=3600) == []  # it was enqueued: nothing left for the reaper
+
+
+def test_missing_or_wrong_key_is_401(api):
+    client, _, _ = api
+    for headers in ({}, auth("fa_wrong"), {"X-API-Key": "nope"}, {"Authorization": "Basic abc"}):
+        for method, path in (("post", "/v1/audits"), ("get", "/v1/audits"), ("get", "/v1/audits/x")):
+            r = getattr(client, method)(path, headers=headers, **({"json": SMALL} if method == "post" else {}))
+            assert r.status_code == 401, (headers, path, r.text)
+            assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_tenants_are_isolated(api, model):
+    client, store, keys = api
+    audit_id = _succeeded_audit(client, store, keys["acme"], model)
+    other = auth(keys["globex"])
+    assert client.get(f"/v1/audits/{audit_id}", headers=other).status_code == 404
+    assert client.get(f"/v1/audits/{audit_id}/report.html", headers=other).status_code == 404
+    assert client.delete(f"/v1/audits/{audit_id}", headers=other).status_code == 404
+    assert client.get("/v1/audits", headers=other).json()["items"] == []
+    mine = client.get("/v1/audits", headers=auth(keys["acme"])).json()["items"]
+    assert [a["id"] for a in mine] == [audit_id]
+    assert client.get(f"/v1/audits/{audit_id}", headers=auth(keys["acme"])).json()["status"] == "succeeded"
+
+
+def test_validation_errors_are_422_with_field_paths(api):
+    client, _, keys = api
+    h = auth(keys["acme"])
+    cases = {
+        "pipeline.documents[0].text": {**SMALL, "pipeline": {"kind": "rag", "documents": [{"id": "a", "text": " "}]}},
+        "audit.methods[0]": {**SMALL, "audit": {"methods": ["magic"]}},
+        "model.name": {**SMALL, "model": {"name": "/etc/passwd"}},
+        "pipeline.documents": {
+            **SMALL,
+            "pipeline": {"kind": "rag", "documents": [{"id": f"d{i}", "text": "x"} for i in range(201)]},
+        },
+        "query": {k: v for k, v in SMALL.items() if k != "query"},
+        "extra": {**SMALL, "extra": 1},
+    }
+    for path, body in cases.items():
+        r = client.post("/v1/audits", json=body, headers=h)
+        assert r.status_code == 422, (path, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "invalid_request" and any(f["path"] == path for f in err["fields"]), (path, err)
+    r = client.post("/v1/audits", content=b"{not json", headers={**h, "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "body"
+    r = client.get("/v1/audits?limit=0", headers=h)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "query.limit"
+    r = client.get("/v1/audits?cursor=garbage!", headers=h)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "cursor"
+
+
+def test_body_over_limit_is_413(api):
+    client, _, keys = api
+    big = {**SMALL, "query": "x" * 60_000}
+    r = client.post("/v1/audits", json=big, headers=auth(keys["acme"]))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_unknown_ids_are_404(api):
+    client, _, keys = api
+    h = auth(keys["acme"])
+    for method, path in (
+        ("get", "/v1/audits/nope"),
+        ("delete", "/v1/audits/nope"),
+        ("get", "/v1/audits/nope/report.html"),
+        ("get", "/v1/nothing"),
+    ):
+        r = getattr(client, method)(path, headers=h)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.text)
+
+
+def test_idempotency_key(api):
+    client, store, keys = api
+    h = {**auth(keys["acme"]), "Idempotency-Key": "deploy-42"}
+    first = client.post("/v1/audits", json=SMALL, headers=h)
+    again = client.post("/v1/audits", json=SMALL, headers=h)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    changed = client.post("/v1/audits", json={**SMALL, "query": "another question?"}, headers=h)
+    assert changed.status_code == 409 and changed.json()["error"]["code"] == "conflict"
+    other_tenant = client.post(
+        "/v1/audits", json=SMALL, headers={**auth(keys["globex"]), "Idempotency-Key": "deploy-42"}
+    )
+    assert other_tenant.status_code == 202 and other_tenant.json()["id"] != first.json()["id"]
+    assert len(client.get("/v1/audits", headers=auth(keys["acme"])).json()["items"]) == 1
+
+
+def test_report_html_signed_link_works_then_expires(api, model):
+    client, store, keys = api
+    audit_id = _succeeded_audit(client, store, keys["acme"], model)
+    status = client.get(f"/v1/audits/{audit_id}", headers=auth(keys["acme"])).json()
+    url = status["report_url"]
+    assert url and "sig=" in url
+    page = client.get(url)  # no header at all
+    assert page.status_code == 200 and 'id="reliance-chart"' in page.text
+    assert client.get(url.replace("sig=", "sig=0")).status_code == 403
+    time.sleep(3.1)  # report_link_seconds=2
+    assert client.get(url).status_code == 403
+    assert client.get(f"/v1/audits/{audit_id}/report.html", headers=auth(keys["acme"])).status_code == 200
+
+
+def test_report_html_is_409_before_success_and_delete_is_204(api):
+    client, store, keys = api
+    h = auth(keys["acme"])
+    audit_id = client.post("/v1/audits", json=SMALL, headers=h).json()["id"]
+    r = client.get(f"/v1/audits/{audit_id}/report.html", headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert client.delete(f"/v1/audits/{audit_id}", headers=h).status_code == 204
+    assert client.get(f"/v1/audits/{audit_id}", headers=h).status_code == 404
+    assert store.get_audit(audit_id) is None  # request and report are gone from the store
+
+
+def test_list_pagination_and_filters(api, model):
+    client, store, keys = api
+    h = auth(keys["acme"])
+    ids = [client.post("/v1/audits", json={**SMALL, "query": f"q{i}?"}, headers=h).json()["id"] for i in range(5)]
+    done = _succeeded_audit(client, store, keys["acme"], model)
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/audits", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=h).json()
+        seen += [a["id"] for a in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [done] + ids[::-1]  # newest first
+    assert [a["id"] for a in client.get("/v1/audits?status=succeeded", headers=h).json()["items"]] == [done]
+    assert len(client.get("/v1/audits?status=queued", headers=h).json()["items"]) == 5
+    gated = client.get("/v1/audits?gate_passed=true", headers=h).json()["items"]
+    assert [a["id"] for a in gated] == [done] and gated[0]["gate_passed"] is True
+
+
+def test_health_ready_metrics_openapi(api):
+    client, _, keys = api
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+    client.post("/v1/audits", json=SMALL, headers=auth(keys["acme"]))
+    text = client.get("/metrics").text
+    assert 'faithaudit_audits{status="queued"} 1.0' in text
+    assert "faithaudit_audit_duration_seconds_bucket" in text and "faithaudit_queue_depth" in text
+    spec = client.get("/openapi.json").json()
+    assert "/v1/audits" in spec["paths"] and "/v1/audits/{audit_id}/report.html" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_api_process_never_imports_torch():
+    code = (
+        "import sys; from faithaudit.service.app import create_app; from faithaudit.config import Settings;"
+        "import faithaudit.cli;"
+        "create_app(Settings(database_url='sqlite://'), run_reaper=False);"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False", out.stdout + out.stderr
+
+
+def _succeeded_audit(client, store, key: str, model) -> str:
+    """Submit over HTTP, then run the real engine under a lease, as a worker would."""
+    from faithaudit.api_schemas import AuditRequest
+    from faithaudit.audits.engine import run_audit
+
+    audit_id = client.post("/v1/audits", json=SMALL, headers=auth(key)).json()["id"]
+    claim = store.claim(audit_id, "test-worker", lease_seconds=60, max_attempts=3)
+    assert claim.claimed
+    report = run_audit(AuditRequest.model_validate(claim.audit.request), model)
+    assert store.finish(
+        audit_id, "test-worker", report=json.loads(report.model_dump_json()), gate_passed=report.gate.passed
+    )
+    return audit_id

@@ -1,0 +1,154 @@
+"""End to end with real processes: the API (uvicorn), Celery workers on Redis, SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import load_example
+from service_harness import (
+    ROOT,
+    create_key,
+    free_port,
+    postgres_schema,
+    private_redis,
+    service_env,
+    start_api,
+    start_redis,
+    start_worker,
+    stop_redis,
+    wait_for,
+)
+
+SMALL = load_example("fictional_fact.json") | {"audit": {"num_ablations": 4, "answer_flip_top_k": 1}}
+# Long enough (tens of seconds on 2 cores) to be killed half-way.
+LONG = load_example("fictional_fact.json") | {"audit": {"num_ablations": 48, "answer_flip_top_k": 2}}
+
+
+def _strip_timings(report: dict) -> dict:
+    report = json.loads(json.dumps(report))
+    report["cost"].pop("seconds")
+    for stage in report["cost"]["by_stage"].values():
+        stage.pop("seconds")
+    return report
+
+
+@pytest.fixture(scope="module")
+def cli_report(tmp_path_factory) -> dict:
+    case = tmp_path_factory.mktemp("cli") / "case.json"
+    case.write_text(json.dumps(SMALL))
+    out = subprocess.run(
+        [sys.executable, "-m", "faithaudit.cli", "audit", str(case), "--json", "-"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return _strip_timings(json.loads(out.stdout))
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'fa.db'}"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
+    with _database(tmp_path, database) as url:
+        env = service_env(tmp_path, database_url=url, broker_url="redis://127.0.0.1:6379/0")
+        key = create_key(env, "acme")
+        api, base = start_api(env, tmp_path / "api.log")
+        worker = start_worker(env, tmp_path / "worker.log")
+        try:
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+                audit_id = client.post("/v1/audits", json=SMALL).json()["id"]
+                done = wait_for(client, audit_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=300)
+                assert done["status"] == "succeeded", (done.get("error"), worker.tail())
+                assert done["progress"]["fraction"] == 1.0 and done["attempts"] == 1
+                assert _strip_timings(done["report"]) == cli_report
+                page = httpx.get(done["report_url"], timeout=10)
+                assert page.status_code == 200 and "Tarsquin" in page.text
+        finally:
+            worker.stop()
+            api.stop()
+
+
+def test_killed_worker_audit_resumes_on_another_worker(tmp_path, sqlite_url):
+    env = service_env(tmp_path, database_url=sqlite_url, broker_url="redis://127.0.0.1:6379/0")
+    key = create_key(env, "acme")
+    api, base = start_api(env, tmp_path / "api.log")
+    first = start_worker(env, tmp_path / "worker1.log")
+    second = None
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+            audit_id = client.post("/v1/audits", json=LONG).json()["id"]
+            mid = wait_for(
+                client, audit_id, lambda b: 0.05 < b["progress"]["fraction"] < 0.9, timeout=300, interval=0.2
+            )
+            assert mid["status"] == "running" and mid["attempts"] == 1
+            first.kill_group()  # SIGKILL the worker's whole process group mid-audit
+            second = start_worker(env, tmp_path / "worker2.log")
+            done = wait_for(client, audit_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=400)
+            assert done["status"] == "succeeded", (done.get("error"), second.tail())
+            assert done["attempts"] >= 2
+        from faithaudit.service.store import Store
+
+        store = Store(sqlite_url)
+        statuses = [status for status, _ in store.events(audit_id)]
+        assert statuses.count("succeeded") == 1, statuses
+        assert "requeued" in statuses and statuses.count("running") >= 2, statuses
+        store.dispose()
+    finally:
+        for proc in (first, second, api):
+            if proc is not None:
+                proc.stop()
+
+
+def test_broker_down_at_submit_then_back(tmp_path, sqlite_url):
+    port = free_port()
+    with private_redis(port) as broker_url:
+        env = service_env(tmp_path, database_url=sqlite_url, broker_url=broker_url)
+        key = create_key(env, "acme")
+        api, base = start_api(env, tmp_path / "api.log")
+        worker = start_worker(env, tmp_path / "worker.log")
+        redis = None
+        try:
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+                assert client.get("/readyz").status_code == 200
+                subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False, timeout=10)
+                time.sleep(0.5)
+                assert client.get("/readyz").json()["checks"]["broker"] is False
+                r = client.post("/v1/audits", json=SMALL)
+                assert r.status_code == 202, r.text
+                audit_id = r.json()["id"]
+                assert client.get(f"/v1/audits/{audit_id}").json()["status"] == "queued"
+                time.sleep(2)
+                redis = start_redis(port)  # the broker is back
+                done = wait_for(client, audit_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=300)
+                assert done["status"] == "succeeded", (done.get("error"), worker.tail())
+        finally:
+            worker.stop()
+            api.stop()
+            if redis is not None:
+                stop_redis(port, redis)
+
+
+class _database:
+    def __init__(self, tmp_path, kind: str) -> None:
+        self.tmp_path, self.kind = tmp_path, kind
+
+    def __enter__(self) -> str:
+        if self.kind == "sqlite":
+            self._ctx = None
+            return f"sqlite:///{self.tmp_path / 'fa.db'}"
+        self._ctx = postgres_schema()
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)

@@ -1,0 +1,379 @@
+"""The durable store on real SQLite and real PostgreSQL (a throwaway schema per test)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from faithaudit.errors import ConflictError, InvalidRequestError
+from faithaudit.service.store import Store, hash_key, metadata
+
+PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
+LEASE = 30.0
+
+
+def _pg_admin() -> sa.Engine | None:
+    for user in ("postgres", "root"):
+        engine = sa.create_engine(PG_BASE.format(user=user), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return engine
+        except sa.exc.OperationalError:
+            engine.dispose()
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[sa.Engine | None]:
+    engine = _pg_admin()
+    yield engine
+    if engine is not None:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_url(request, tmp_path, pg_admin) -> Iterator[Callable[[], str]]:
+    """A factory of URLs of empty databases of the parametrized kind."""
+    schemas: list[str] = []
+
+    def sqlite_url() -> str:
+        return f"sqlite:///{tmp_path / uuid.uuid4().hex / 'nested' / 'faithaudit.db'}"
+
+    def pg_url() -> str:
+        schema = f"fa_test_{uuid.uuid4().hex[:12]}"
+        with pg_admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        schemas.append(schema)
+        return pg_admin.url.set(query={"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    if pg_admin is None:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432/test")
+    yield pg_url
+    with pg_admin.connect() as conn:
+        for schema in schemas:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def store(make_url) -> Iterator[Store]:
+    s = Store(make_url())
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+def _create(store: Store, tenant: str = "acme", *, key: str | None = None, body: dict | None = None, **kw):
+    body = body or {"query": "q", "n": uuid.uuid4().hex}
+    return store.create_audit(tenant=tenant, request=body, request_hash=hash_key(str(body)), idempotency_key=key, **kw)
+
+
+def _running(store: Store, worker: str = "w1", **kw):
+    row, _ = _create(store, **kw)
+    claim = store.claim(row.id, worker, lease_seconds=LEASE, max_attempts=3)
+    assert claim.claimed
+    return claim.audit
+
+
+# -- schema --------------------------------------------------------------------------------------------------------
+
+
+def test_upgrade_is_idempotent_and_matches_the_models(store):
+    store.upgrade()
+    store.upgrade()
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diff if not (isinstance(d, tuple) and d[0] == "remove_table")] == []
+    assert store.ping()
+
+
+def test_concurrent_upgrades_of_a_fresh_database(make_url):
+    url = make_url()
+    stores = [Store(url) for _ in range(2)]
+    errors: list[Exception] = []
+    barrier = threading.Barrier(2)
+
+    def run(s: Store) -> None:
+        barrier.wait()
+        try:
+            s.upgrade()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    row, created = _create(stores[0])
+    assert created and stores[1].get_audit(row.id) == row
+    for s in stores:
+        s.dispose()
+
+
+def test_ping_is_false_for_an_unreachable_database():
+    s = Store("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    assert s.ping() is False
+    s.dispose()
+
+
+# -- API keys ------------------------------------------------------------------------------------------------------
+
+
+def test_api_keys_create_authenticate_list_revoke(store):
+    key, info = store.create_api_key("acme")
+    other, _ = store.create_api_key("globex")
+    assert key.startswith("fa_") and info.prefix == key[:10] and info.revoked_at is None
+    assert info.created_at.tzinfo is not None
+    assert store.authenticate(key) == "acme" and store.authenticate(other) == "globex"
+    assert store.authenticate(key + "x") is None and store.authenticate("") is None
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT prefix, key_hash FROM api_keys")).all()
+    assert all(key not in (p, h) for p, h in stored)
+    assert hash_key(key) in {h for _, h in stored}
+    assert [k.id for k in store.list_api_keys("acme")] == [info.id]
+    assert len(store.list_api_keys()) == 2
+    assert store.revoke_api_key(info.prefix) is True
+    assert store.revoke_api_key(info.id) is False  # already revoked
+    assert store.revoke_api_key("fa_nothing") is False
+    assert store.authenticate(key) is None and store.authenticate(other) == "globex"
+    assert store.list_api_keys("acme")[0].revoked_at is not None
+
+
+# -- audits: the API side ------------------------------------------------------------------------------------------
+
+
+def test_idempotency_key_replays_or_conflicts(store):
+    body = {"query": "q"}
+    first, created = _create(store, key="k1", body=body)
+    again, created_again = _create(store, key="k1", body=body)
+    assert created and not created_again and again == first
+    with pytest.raises(ConflictError, match="different body"):
+        _create(store, key="k1", body={"query": "other"})
+    other_tenant, created_other = _create(store, "globex", key="k1", body=body)
+    assert created_other and other_tenant.id != first.id
+    no_key_a, _ = _create(store, body=body)
+    no_key_b, _ = _create(store, body=body)
+    assert no_key_a.id != no_key_b.id
+    assert store.events(first.id) == [("queued", first.created_at)]
+
+
+def test_new_audit_fields(store):
+    row, _ = _create(store, body={"query": "q", "sources": [1, 2]})
+    assert row.status == "queued" and row.request == {"query": "q", "sources": [1, 2]}
+    assert row.report is None and row.gate_passed is None and row.attempts == 0 and row.progress_fraction == 0.0
+    assert row.created_at.tzinfo == UTC and row.updated_at == row.created_at
+    assert row.started_at is None and row.finished_at is None and len(row.id) == 32
+
+
+def test_tenants_are_isolated(store):
+    row, _ = _create(store, "acme")
+    assert store.get_audit(row.id, tenant="globex") is None
+    assert store.get_audit(row.id, tenant="acme") == row
+    assert store.get_audit(row.id) == row
+    assert store.list_audits("globex") == ([], None)
+    assert store.delete_audit(row.id, tenant="globex") is False
+    assert store.get_audit(row.id) is not None
+    assert store.delete_audit(row.id, tenant="acme") is True
+    assert store.get_audit(row.id) is None and store.events(row.id) == []
+    assert store.delete_audit(row.id, tenant="acme") is False
+
+
+def test_list_is_newest_first_with_a_cursor_and_filters(store):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [_create(store, now=t0 + timedelta(seconds=i // 2))[0] for i in range(7)]  # pairs share created_at
+    _create(store, "globex")
+    expected = sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = store.list_audits("acme", limit=3, cursor=cursor)
+        seen += page
+        pages += 1
+        if cursor is None:
+            break
+    assert [r.id for r in seen] == [r.id for r in expected] and pages == 3
+    assert store.list_audits("acme", limit=7)[1] is None
+
+    done = _running(store, "w1")
+    store.finish(done.id, "w1", report={"ok": True}, gate_passed=True)
+    failed_gate = _running(store, "w2")
+    store.finish(failed_gate.id, "w2", report={"ok": False}, gate_passed=False)
+    assert [r.id for r in store.list_audits("acme", status="succeeded")[0]] == [failed_gate.id, done.id]
+    assert [r.id for r in store.list_audits("acme", gate_passed=True)[0]] == [done.id]
+    assert [r.id for r in store.list_audits("acme", gate_passed=False)[0]] == [failed_gate.id]
+    assert len(store.list_audits("acme", status="queued", limit=100)[0]) == 7
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "bm90IGEgY3Vyc29y", "MjAyNi0wMS0wMXxhYmM"])
+def test_a_malformed_cursor_is_a_422(store, cursor):
+    with pytest.raises(InvalidRequestError) as info:
+        store.list_audits("acme", cursor=cursor)
+    assert info.value.fields[0].path == "cursor"
+
+
+# -- audits: the worker side ---------------------------------------------------------------------------------------
+
+
+def test_lease_life_cycle(store):
+    row, _ = _create(store)
+    claim = store.claim(row.id, "w1", lease_seconds=LEASE, max_attempts=3)
+    assert claim.claimed and claim.reason == "claimed"
+    assert claim.audit.status == "running" and claim.audit.attempts == 1 and claim.audit.started_at is not None
+
+    other = store.claim(row.id, "w2", lease_seconds=LEASE, max_attempts=3)
+    assert not other.claimed and other.reason == "leased" and other.audit.attempts == 1
+
+    assert store.heartbeat(row.id, "w1", lease_seconds=LEASE, progress=0.5, stage="scoring")
+    assert not store.heartbeat(row.id, "w2", lease_seconds=LEASE, progress=0.9)
+    mid = store.get_audit(row.id)
+    assert mid.progress_fraction == 0.5 and mid.progress_stage == "scoring"
+
+    assert store.finish(row.id, "w1", report={"score": 1}, gate_passed=True)
+    assert not store.finish(row.id, "w2", report={"score": 2}, gate_passed=False)
+    assert not store.fail(row.id, "w1", error="late")
+    done = store.get_audit(row.id)
+    assert done.status == "succeeded" and done.report == {"score": 1} and done.gate_passed is True
+    assert done.progress_fraction == 1.0 and done.finished_at >= done.started_at and done.error is None
+    assert [s for s, _ in store.events(row.id)] == ["queued", "running", "succeeded"]
+    assert store.claim(row.id, "w3", lease_seconds=LEASE, max_attempts=3).reason == "finished"
+    assert not store.heartbeat(row.id, "w1", lease_seconds=LEASE)
+
+
+def test_an_expired_lease_is_reaped_and_reclaimed(store):
+    row = _running(store, "w1")
+    store.mark_enqueued(row.id)
+    later = datetime.now(UTC) + timedelta(seconds=LEASE + 5)
+    assert store.reap(stale_enqueue_seconds=3600) == []
+    assert store.reap(stale_enqueue_seconds=3600, now=later) == [row.id]
+    assert store.get_audit(row.id).status == "queued"
+    assert not store.heartbeat(row.id, "w1", lease_seconds=LEASE)  # the reaped worker learns it lost the audit
+
+    claim = store.claim(row.id, "w2", lease_seconds=LEASE, max_attempts=3, now=later)
+    assert claim.claimed and claim.audit.attempts == 2
+    assert not store.finish(row.id, "w1", report={"by": "w1"}, gate_passed=None)
+    assert store.finish(row.id, "w2", report={"by": "w2"}, gate_passed=None)
+    assert store.get_audit(row.id).report == {"by": "w2"}
+    statuses = [s for s, _ in store.events(row.id)]
+    assert statuses == ["queued", "running", "requeued", "running", "succeeded"]
+    assert statuses.count("succeeded") == 1
+
+
+def test_claim_takes_over_an_expired_lease_without_the_reaper(store):
+    row = _running(store, "w1")
+    later = datetime.now(UTC) + timedelta(seconds=LEASE + 1)
+    claim = store.claim(row.id, "w2", lease_seconds=LEASE, max_attempts=3, now=later)
+    assert claim.claimed and claim.audit.attempts == 2
+    assert not store.heartbeat(row.id, "w1", lease_seconds=LEASE)
+
+
+def test_max_attempts_exhaustion_fails_the_audit(store):
+    row, _ = _create(store)
+    now = datetime.now(UTC)
+    for attempt in range(2):
+        now += timedelta(seconds=LEASE + 1)
+        assert store.claim(row.id, f"w{attempt}", lease_seconds=LEASE, max_attempts=2, now=now).claimed
+    now += timedelta(seconds=LEASE + 1)
+    claim = store.claim(row.id, "w9", lease_seconds=LEASE, max_attempts=2, now=now)
+    assert not claim.claimed and claim.reason == "exhausted"
+    assert claim.audit.status == "failed" and claim.audit.finished_at is not None
+    assert claim.audit.error == "gave up after 2 attempts (the worker died or lost its lease each time)"
+    assert [s for s, _ in store.events(row.id)][-1] == "failed"
+    assert store.claim(row.id, "w9", lease_seconds=LEASE, max_attempts=2, now=now).reason == "finished"
+
+
+def test_worker_fail_and_missing_audits(store):
+    row = _running(store, "w1")
+    assert not store.fail(row.id, "w2", error="not mine")
+    assert store.fail(row.id, "w1", error="boom")
+    failed = store.get_audit(row.id)
+    assert failed.status == "failed" and failed.error == "boom"
+    missing = store.claim("0" * 32, "w1", lease_seconds=LEASE, max_attempts=3)
+    assert missing == type(missing)(False, None, "not_found")
+
+
+def test_heartbeat_after_delete_or_cancel_is_false(store):
+    row = _running(store, "w1")
+    assert store.delete_audit(row.id, tenant="acme")
+    assert store.heartbeat(row.id, "w1", lease_seconds=LEASE) is False
+    assert store.finish(row.id, "w1", report={}, gate_passed=None) is False
+
+    other = _running(store, "w1")
+    cancelled = store.cancel(other.id, tenant="acme")
+    assert cancelled.status == "cancelled" and store.heartbeat(other.id, "w1", lease_seconds=LEASE) is False
+    assert store.claim(other.id, "w2", lease_seconds=LEASE, max_attempts=3).reason == "finished"
+    assert store.cancel(other.id, tenant="globex") is None
+
+
+def test_reap_returns_queued_audits_never_or_long_ago_enqueued(store):
+    never, _ = _create(store)
+    fresh, _ = _create(store)
+    store.mark_enqueued(fresh.id)
+    old, _ = _create(store)
+    store.mark_enqueued(old.id, now=datetime.now(UTC) - timedelta(minutes=10))
+    assert set(store.reap(stale_enqueue_seconds=60)) == {never.id, old.id}
+    store.mark_enqueued(never.id)
+    store.mark_enqueued(old.id)
+    assert store.reap(stale_enqueue_seconds=60) == []
+
+
+def _race_claims(store: Store, audit_id: str, workers: tuple[str, ...]) -> list:
+    barrier = threading.Barrier(len(workers))
+    results: list = []
+
+    def claim(worker: str) -> None:
+        barrier.wait()
+        results.append(store.claim(audit_id, worker, lease_seconds=LEASE, max_attempts=3))
+
+    threads = [threading.Thread(target=claim, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_claims_have_one_winner(store):
+    for _ in range(3):
+        row, _ = _create(store)
+        results = _race_claims(store, row.id, ("a", "b"))
+        assert sorted(c.claimed for c in results) == [False, True]
+        assert {c.reason for c in results} == {"claimed", "leased"}
+        assert store.get_audit(row.id).attempts == 1
+
+
+def test_metrics(store):
+    assert store.status_counts() == dict.fromkeys(["queued", "running", "succeeded", "failed", "cancelled"], 0)
+    assert store.attempts_total() == 0 and store.finished_durations() == []
+    _create(store)
+    done = _running(store, "w1")
+    store.finish(done.id, "w1", report={}, gate_passed=True)
+    _running(store, "w2")
+    counts = store.status_counts()
+    assert counts["queued"] == 1 and counts["running"] == 1 and counts["succeeded"] == 1 and counts["failed"] == 0
+    assert store.attempts_total() == 2
+    durations = store.finished_durations()
+    assert len(durations) == 1 and durations[0] >= 0
+
+
+def test_from_settings_creates_the_data_dir(tmp_path):
+    from faithaudit.config import Settings
+
+    s = Store.from_settings(Settings(data_dir=tmp_path / "data" / "here"))
+    s.upgrade()
+    assert (tmp_path / "data" / "here" / "faithaudit.db").exists() and s.ping()
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    s.dispose()
