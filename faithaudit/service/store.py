@@ -13,6 +13,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ KEY_PREFIX_CHARS = 10
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x0FA17A0D17  # pg advisory lock serialising concurrent upgrades
 _WRITE = "faithaudit_write"
+UPGRADE_TRIES = 5
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -201,6 +203,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return created_at, audit_id
 
 
+def _is_race(exc: Exception) -> bool:
+    """Errors a concurrent first-time upgrade can cause, which a retry resolves."""
+    text = str(exc).lower()
+    return "already exists" in text or "database is locked" in text
+
+
 def _normalise_url(url: str) -> sa.URL:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -265,14 +273,16 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def upgrade(self) -> None:
-        """Migrate to the newest schema; concurrent callers are serialised by the database."""
+        """Migrate to the newest schema; safe when several processes do it at once."""
         with self._upgrade_lock:
-            try:
-                self._upgrade_once()
-            except SQLAlchemyError as exc:
-                if "already exists" not in str(exc).lower():
-                    raise
-                self._upgrade_once()  # another process won the race; now there is nothing left to do
+            for attempt in range(UPGRADE_TRIES):
+                try:
+                    self._upgrade_once()
+                    return
+                except SQLAlchemyError as exc:
+                    if attempt + 1 == UPGRADE_TRIES or not _is_race(exc):
+                        raise
+                    time.sleep(0.05 * (attempt + 1))  # another process is migrating (or just did)
 
     def _upgrade_once(self) -> None:
         from alembic import command
