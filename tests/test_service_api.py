@@ -204,7 +204,7 @@ def test_health_ready_metrics_openapi(api):
 def test_api_process_never_imports_torch():
     code = (
         "import sys; from faithaudit.service.app import create_app; from faithaudit.config import Settings;"
-        "import faithaudit.cli;"
+        "import faithaudit.cli; import faithaudit.service.token_budget;"
         "create_app(Settings(database_url='sqlite://'), run_reaper=False);"
         "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
@@ -225,3 +225,14 @@ def _succeeded_audit(client, store, key: str, model) -> str:
         audit_id, "test-worker", report=json.loads(report.model_dump_json()), gate_passed=report.gate.passed
     )
     return audit_id
+
+
+def test_prompt_over_the_context_window_is_422_at_submit(api, model):
+    client, store, keys = api  # the `model` fixture guarantees the worker's model cache exists
+    docs = [{"id": f"d{i}", "text": "1 2 3 4 5 6 7 8 9 " * 600} for i in range(4)]
+    body = {**SMALL, "pipeline": {"kind": "rag", "documents": docs}}
+    r = client.post("/v1/audits", json=body, headers=auth(keys["acme"]))
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["fields"][0]["path"] == "pipeline.documents" and "context window" in err["fields"][0]["msg"]
+    assert client.get("/v1/audits", headers=auth(keys["acme"])).json()["items"] == []  # nothing stored

@@ -112,6 +112,18 @@ def materialize(location: ModelLocation, cache_dir: Path) -> Path:
     return target
 
 
+def materialized_folder(name: str, cache_dir: Path) -> Path | None:
+    """The Hugging Face folder of ``name`` if it can be read without dequantizing; None otherwise."""
+    try:
+        location = resolve_model(name)
+    except ModelUnavailableError:
+        return None
+    if location.folder is not None:
+        return location.folder
+    target = cache_dir / "models" / location.cache_key
+    return target if (target / "COMPLETE").is_file() else None
+
+
 def _dequantize_into(gguf: Path, out: Path) -> None:
     import torch
     from safetensors.torch import save_model

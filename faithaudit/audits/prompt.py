@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from faithaudit.api_schemas import AuditRequest
-from faithaudit.audits.model import ModelAdapter
 from faithaudit.audits.sentences import split_sentences
 from faithaudit.errors import InvalidRequestError
+
+if TYPE_CHECKING:  # the API process builds layouts with a tokenizer only, and never imports torch
+    from faithaudit.audits.model import ModelAdapter
 
 _CONTEXT_MARK = "\u2063FAITHAUDIT_CONTEXT\u2063"
 

@@ -24,6 +24,9 @@ def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
         summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
         raise InvalidRequestError(f"invalid audit request: {summary}", fields=fields) from None
     check_served(request, settings)
+    from faithaudit.service.token_budget import check_prompt_fits
+
+    check_prompt_fits(request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir)
     return request
 
 

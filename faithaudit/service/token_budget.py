@@ -1,0 +1,71 @@
+"""Refuse, at submit time, a prompt longer than the model's context window, without importing torch.
+
+The worker's model cache folder holds ``tokenizer.json``, the chat template and ``config.json``: the ``tokenizers``
+library and jinja2 render and count the prompt exactly as the engine's layout does. When the model has not been
+cached yet (no worker has loaded it), the check is skipped and the worker rejects such an audit instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from faithaudit.api_schemas import AuditRequest
+from faithaudit.audits.model_registry import materialized_folder
+from faithaudit.audits.prompt import build_layout, check_fits
+
+
+@dataclass(frozen=True)
+class TokenizerOnly:
+    """The text half of the model adapter protocol: enough to build a prompt layout and count tokens."""
+
+    name: str
+    context_window: int
+    tokenizer: object
+    template: object | None
+
+    def chat_prompt(self, *, system: str | None, user: str) -> str:
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": user}
+        ]
+        if self.template is None:
+            head = f"{system}\n\n" if system else ""
+            return f"{head}{user}\n\n"
+        return self.template.render(messages=messages, add_generation_prompt=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, folder: Path) -> TokenizerOnly:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from tokenizers import Tokenizer
+
+    config = json.loads((folder / "config.json").read_text())
+    template_text = None
+    if (folder / "chat_template.jinja").is_file():
+        template_text = (folder / "chat_template.jinja").read_text()
+    else:
+        template_text = json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template")
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return TokenizerOnly(
+        name=name,
+        context_window=int(config.get("max_position_embeddings", 2048)),
+        tokenizer=Tokenizer.from_file(str(folder / "tokenizer.json")),
+        template=env.from_string(template_text) if template_text else None,
+    )
+
+
+def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path) -> bool:
+    """Raise ``InvalidRequestError`` (pipeline.documents) when over the window; False when it could not check."""
+    folder = materialized_folder(model_name, cache_dir)
+    if folder is None:
+        return False
+    counter = _load(model_name, folder)
+    prompt = build_layout(request, counter).build()
+    response_len = len(counter.encode(request.response)) if request.response else request.model.max_new_tokens
+    check_fits(len(prompt.ids), response_len, counter)
+    return True
