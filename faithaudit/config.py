@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     signing_secret: str = Field(
         default="dev-only-insecure-secret", description="HMAC key for signed report links; set it in production."
     )
+    key_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long the API trusts a checked key (a revocation takes this long)."
+    )
     report_link_seconds: int = Field(default=3600, ge=1, description="How long a signed report link works.")
     environment: str = Field(default="development", description="'production' refuses the development secret.")
 

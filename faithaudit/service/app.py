@@ -14,6 +14,7 @@ from faithaudit import __version__
 from faithaudit.api_schemas import format_loc
 from faithaudit.config import Settings, get_settings
 from faithaudit.errors import FaithauditError
+from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import BodySizeLimit
 from faithaudit.service.queue import Enqueuer
 from faithaudit.service.reaper import ReaperThread
@@ -62,6 +63,7 @@ def create_app(
     app.state.store = store or Store.from_settings(settings)
     app.state.enqueuer = enqueuer or Enqueuer(settings.broker_url, settings.queue_name)
     app.state.auth_enabled = auth_enabled
+    app.state.key_cache = KeyCache(ttl=settings.key_cache_seconds)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(audits.router)
     app.include_router(health.router)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from faithaudit.config import Settings
 from faithaudit.errors import FaithauditError
@@ -17,15 +19,16 @@ class UnauthorizedError(FaithauditError):
     http_status = 401
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that only read app state are async, so they cost no trip through the thread pool.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_enqueuer(request: Request) -> Enqueuer:
+async def get_enqueuer(request: Request) -> Enqueuer:
     return request.app.state.enqueuer
 
 
@@ -43,15 +46,38 @@ def api_key_from(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def current_tenant(request: Request, store: StoreDep) -> str:
-    if not request.app.state.auth_enabled:
+class KeyCache:
+    """Valid keys seen in the last ``ttl`` seconds (a revoked key stops working within ``ttl``)."""
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl, self.max_entries = ttl, max_entries
+        self._entries: dict[str, tuple[str, float]] = {}
+
+    def get(self, key: str) -> str | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, key: str, tenant: str) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (tenant, time.monotonic() + self.ttl)
+
+
+async def current_tenant(request: Request, store: StoreDep) -> str:
+    state = request.app.state
+    if not state.auth_enabled:
         return LOCAL_TENANT
     key = api_key_from(request)
     if key is None:
         raise UnauthorizedError("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    tenant = store.authenticate(key)
+    tenant = state.key_cache.get(key)
     if tenant is None:
-        raise UnauthorizedError("invalid or revoked API key")
+        tenant = await run_in_threadpool(store.authenticate, key)
+        if tenant is None:
+            raise UnauthorizedError("invalid or revoked API key")
+        state.key_cache.put(key, tenant)
     return tenant
 
 

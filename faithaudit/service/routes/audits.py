@@ -19,7 +19,14 @@ from faithaudit.api_schemas import (
 )
 from faithaudit.errors import ConflictError, ForbiddenError, NotFoundError
 from faithaudit.service import signing
-from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep, api_key_from
+from faithaudit.service.deps import (
+    CurrentTenant,
+    EnqueuerDep,
+    SettingsDep,
+    StoreDep,
+    api_key_from,
+    current_tenant,
+)
 from faithaudit.service.html_report import render_report_html
 from faithaudit.service.store import AuditRow
 from faithaudit.service.validation import parse_audit_request, request_hash
@@ -58,21 +65,34 @@ async def submit_audit(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Validate, store, enqueue; 202 at once. A broker outage delays the audit, never loses it."""
-    audit_request = parse_audit_request(await request.body(), settings)
     row, created = await run_in_threadpool(
-        store.create_audit,
+        _accept,
+        await request.body(),
         tenant=tenant,
-        request=audit_request.model_dump(mode="json", exclude_unset=True),
-        request_hash=request_hash(audit_request),
+        settings=settings,
+        store=store,
+        enqueuer=enqueuer,
         idempotency_key=idempotency_key,
     )
-    if created and await run_in_threadpool(enqueuer.send, row.id):
-        await run_in_threadpool(store.mark_enqueued, row.id)
     body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id))
     headers = {"Location": body.links.self}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+def _accept(body: bytes, *, tenant: str, settings, store, enqueuer, idempotency_key: str | None):
+    """All of a submit's blocking work in one trip to the thread pool."""
+    audit_request = parse_audit_request(body, settings)
+    row, created = store.create_audit(
+        tenant=tenant,
+        request=audit_request.model_dump(mode="json", exclude_unset=True),
+        request_hash=request_hash(audit_request),
+        idempotency_key=idempotency_key,
+    )
+    if created and enqueuer.send(row.id):
+        store.mark_enqueued(row.id)
+    return row, created
 
 
 @router.get("", response_model=AuditList)
@@ -89,8 +109,8 @@ def list_audits(
 
 
 @router.get("/{audit_id}", response_model=AuditStatus)
-def get_audit(audit_id: str, request: Request, tenant: CurrentTenant, store: StoreDep, settings: SettingsDep):
-    row = _owned(store, audit_id, tenant)
+async def get_audit(audit_id: str, request: Request, tenant: CurrentTenant, store: StoreDep, settings: SettingsDep):
+    row = await run_in_threadpool(_owned, store, audit_id, tenant)
     report_url = None
     if row.status == "succeeded":
         query = signing.signed_query(settings.signing_secret, row.id, row.tenant, ttl=settings.report_link_seconds)
@@ -108,7 +128,7 @@ def delete_audit(audit_id: str, tenant: CurrentTenant, store: StoreDep) -> Respo
 
 
 @router.get("/{audit_id}/report.html", response_class=HTMLResponse, name="report_html")
-def report_html(
+async def report_html(
     audit_id: str,
     request: Request,
     store: StoreDep,
@@ -118,13 +138,12 @@ def report_html(
 ) -> HTMLResponse:
     """The report page: with an API key, or with a signed link (``expires`` + ``sig``) and no header."""
     if sig is not None and expires is not None and api_key_from(request) is None:
-        row = store.get_audit(audit_id)
+        row = await run_in_threadpool(store.get_audit, audit_id)
         if row is None or not signing.verify(settings.signing_secret, row.id, row.tenant, expires=expires, sig=sig):
             raise ForbiddenError("this report link is invalid or has expired; ask the API for a new report_url")
     else:
-        from faithaudit.service.deps import current_tenant
-
-        row = _owned(store, audit_id, current_tenant(request, store))
+        tenant = await current_tenant(request, store)
+        row = await run_in_threadpool(_owned, store, audit_id, tenant)
     if row.status != "succeeded" or row.report is None:
         raise ConflictError(f"audit {audit_id} is {row.status}; its report exists once it has succeeded")
     report = AuditReport.model_validate(row.report)
