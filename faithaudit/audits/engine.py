@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,24 +50,20 @@ class _Meter:
     model: ModelAdapter
     stages: dict[str, MethodCost] = field(default_factory=dict)
 
-    def measure(self, stage: str):
-        meter = self
-
-        class _Span:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-                self.passes0, self.tokens0 = meter.model.counter.snapshot()
-
-            def __exit__(self, *exc):
-                passes, tokens = meter.model.counter.snapshot()
-                prev = meter.stages.get(stage, MethodCost())
-                meter.stages[stage] = MethodCost(
-                    forward_passes=prev.forward_passes + passes - self.passes0,
-                    tokens_processed=prev.tokens_processed + tokens - self.tokens0,
-                    seconds=prev.seconds + time.perf_counter() - self.t0,
-                )
-
-        return _Span()
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        passes0, tokens0 = self.model.counter.snapshot()
+        try:
+            yield
+        finally:
+            passes, tokens = self.model.counter.snapshot()
+            prev = self.stages.get(stage, MethodCost())
+            self.stages[stage] = MethodCost(
+                forward_passes=prev.forward_passes + passes - passes0,
+                tokens_processed=prev.tokens_processed + tokens - tokens0,
+                seconds=prev.seconds + time.perf_counter() - t0,
+            )
 
     def cost(self) -> Cost:
         return Cost(

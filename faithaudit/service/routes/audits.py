@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -58,6 +58,7 @@ def _summary(row: AuditRow) -> dict:
 @router.post("", status_code=202, response_model=AuditAccepted)
 async def submit_audit(
     request: Request,
+    background: BackgroundTasks,
     tenant: CurrentTenant,
     settings: SettingsDep,
     store: StoreDep,
@@ -66,23 +67,24 @@ async def submit_audit(
 ) -> JSONResponse:
     """Validate, store, enqueue; 202 at once. A broker outage delays the audit, never loses it."""
     row, created = await run_in_threadpool(
-        _accept,
+        _store_audit,
         await request.body(),
         tenant=tenant,
         settings=settings,
         store=store,
-        enqueuer=enqueuer,
         idempotency_key=idempotency_key,
     )
+    if created:  # after the response: the audit is already stored, and the reaper retries a failed send
+        background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer)
     body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id))
     headers = {"Location": body.links.self}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers, background=background)
 
 
-def _accept(body: bytes, *, tenant: str, settings, store, enqueuer, idempotency_key: str | None):
-    """All of a submit's blocking work in one trip to the thread pool."""
+def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: str | None):
+    """A submit's blocking work before the answer, in one trip to the thread pool: validate fully, store."""
     audit_request = parse_audit_request(body, settings)
     row, created = store.create_audit(
         tenant=tenant,
@@ -90,9 +92,12 @@ def _accept(body: bytes, *, tenant: str, settings, store, enqueuer, idempotency_
         request_hash=request_hash(audit_request),
         idempotency_key=idempotency_key,
     )
-    if created and enqueuer.send(row.id):
-        store.mark_enqueued(row.id)
     return row, created
+
+
+def _enqueue(audit_id: str, *, store, enqueuer) -> None:
+    if enqueuer.send(audit_id):
+        store.mark_enqueued(audit_id)
 
 
 @router.get("", response_model=AuditList)
