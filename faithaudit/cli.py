@@ -134,27 +134,36 @@ def _fmt(value, spec: str) -> str:
 def print_report(report, *, console: Console) -> None:
     """A readable table (source, attention share, reliance, label) and the summary."""
     table = Table(title=f"Reliance of: {report.response[:80]}", title_justify="left")
-    columns = (
-        ("source", "left"),
-        ("attention", "right"),
-        ("reliance (nats)", "right"),
-        ("surrogate", "right"),
-        ("answer flips", "center"),
-        ("label", "left"),
-        ("text", "left"),
-    )
-    for col, justify in columns:
-        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", max_width=48)
+    wide = console.width >= 110
+    columns = [
+        ("source", "left", 6),
+        ("attention", "right", 9),
+        ("reliance", "right", 8),
+        ("surrogate", "right", 9),
+        ("flip", "center", 4),
+        ("label", "left", 19),
+    ]
+    if wide:
+        columns.append(("text", "left", 10))
+    for col, justify, min_width in columns:
+        table.add_column(
+            col,
+            justify=justify,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=min_width,
+            max_width=48 if col == "text" else None,
+        )
     for s in report.sources:
-        table.add_row(
+        row = [
             s.id + (" [cited]" if s.cited else ""),
             _fmt(s.attention, ".1%"),
             _fmt(s.reliance, "+.2f"),
             _fmt(s.surrogate_weight, "+.2f"),
             "—" if s.answer_changed is None else ("yes" if s.answer_changed else "no"),
             s.label or "—",
-            s.text_preview,
-        )
+        ]
+        table.add_row(*row, *([s.text_preview] if wide else []))
     console.print(table)
     m = report.summary
     console.print(
