@@ -42,10 +42,14 @@ def load_request(path: Path):
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text ({exc.reason})") from exc
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise BadInput(f"{path}: not valid JSON ({str(exc)[:200]})") from exc
     try:
         return AuditRequest.model_validate(data)
     except ValidationError as exc:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import ROOT, load_example
@@ -55,7 +56,8 @@ def test_submit_returns_202_and_enqueues(api):
     got = client.get(f"/v1/audits/{body['id']}", headers={"X-API-Key": keys["acme"]}).json()
     assert got["status"] == "queued" and got["progress"] == {"fraction": 0.0, "stage": None}
     assert got["report"] is None and got["report_url"] is None
-    assert store.reap(stale_enqueue_seconds=3600) == []  # it was enqueued: nothing left for the reaper
+    after_grace = datetime.now(UTC) + timedelta(seconds=5)
+    assert store.reap(stale_enqueue_seconds=3600, now=after_grace) == []  # it was enqueued: nothing to reap
 
 
 def test_missing_or_wrong_key_is_401(api):
@@ -236,3 +238,36 @@ def test_prompt_over_the_context_window_is_422_at_submit(api, model):
     err = r.json()["error"]
     assert err["fields"][0]["path"] == "pipeline.documents" and "context window" in err["fields"][0]["msg"]
     assert client.get("/v1/audits", headers=auth(keys["acme"])).json()["items"] == []  # nothing stored
+
+
+def test_hostile_inputs_get_4xx_never_500(api, model):
+    import base64
+
+    client, store, keys = api
+    h = auth(keys["acme"])
+    audit_id = _succeeded_audit(client, store, keys["acme"], model)
+    future = int(time.time()) + 60
+    r = client.get(f"/v1/audits/{audit_id}/report.html", params={"expires": future, "sig": "é" * 64})
+    assert r.status_code == 403
+    for when in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+        cursor = base64.urlsafe_b64encode(f"{when}|abc".encode()).decode()
+        r = client.get("/v1/audits", params={"cursor": cursor}, headers=h)
+        assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "cursor"
+    for raw in (b"[" * 20_000 + b"]" * 20_000, b'{"audit": {"seed": ' + b"9" * 5000 + b"}}"):
+        r = client.post("/v1/audits", content=raw, headers={**h, "content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "body", r.text
+    r = client.post(
+        "/v1/audits",
+        content=json.dumps({**SMALL, "thresholds": {"min_context_reliance": float("nan")}}),
+        headers={**h, "content-type": "application/json"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "thresholds.min_context_reliance"
+    for bad_id in ("%00", "x" * 300, "DROP TABLE"):
+        assert client.get(f"/v1/audits/{bad_id}", headers=h).status_code == 404
+    many = {
+        **SMALL,
+        "audit": {"granularity": "sentence"},
+        "pipeline": {"kind": "rag", "documents": [{"id": "d", "text": "Aa bb. " * 250}]},
+    }
+    r = client.post("/v1/audits", json=many, headers=h)
+    assert r.status_code == 422 and "250 sentences" in r.json()["error"]["fields"][0]["msg"]

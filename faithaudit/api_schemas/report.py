@@ -10,7 +10,8 @@ Label = Literal["decisive", "supporting", "distracting", "attended_not_relied", 
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # "ignore": a report stored by a newer worker (fields are only ever added) still reads here.
+    model_config = ConfigDict(extra="ignore")
 
 
 class ModelInfo(_Out):

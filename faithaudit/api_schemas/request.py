@@ -13,7 +13,7 @@ DEFAULT_TEMPLATE = "Context: {context}\n\nQuery: {query}"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Document(_Strict):
@@ -110,7 +110,7 @@ class AuditOptions(_Strict):
     keep_probability: float = Field(default=0.5, gt=0.0, lt=1.0)
     lasso_alpha: float = Field(default=0.01, gt=0.0)
     granularity: Literal["document", "sentence"] = "document"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     answer_flip_top_k: int = Field(default=3, ge=0, le=50, description="Regenerate without the top-k sources.")
     labels: LabelThresholds = Field(default_factory=LabelThresholds)
 

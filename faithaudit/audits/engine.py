@@ -124,9 +124,10 @@ def run_audit(
             raise FaithauditError("the model generated an empty response; pass `response` explicitly")
         response_text, origin = answer_full, "generated"
     response_ids = model.encode(response_text)
-    check_fits(len(full_prompt.ids), len(response_ids), model)
-
     flips = min(opts.answer_flip_top_k, n)
+    generated = request.model.max_new_tokens if flips or request.response is None else 0
+    check_fits(len(full_prompt.ids), max(len(response_ids), generated), model)
+
     held_out = interventions.held_out_count(opts.num_ablations)
     ablating = "context_ablation" in methods
     tracker = _Progress(
@@ -349,7 +350,7 @@ def _assemble(
         model=_model_info(request, model),
         sources=sources,
         summary=summary,
-        gate=evaluate_gate(request.thresholds, summary),
+        gate=evaluate_gate(request.thresholds, summary, methods=request.audit.methods),
         cost=meter.cost(),
     )
 
@@ -391,7 +392,8 @@ def _summary(
     if cited_docs and all(v is not None for v in rel):
         relied_docs = {s.document_id for s in sources if s.reliance >= rules.supporting}
         precision = len(cited_docs & relied_docs) / len(cited_docs)
-        decisive_docs = {s.document_id for s in sources if s.label == "decisive"}
+        # Decisive by measurement, whatever label the attention rules gave the source.
+        decisive_docs = {s.document_id for s in sources if s.reliance >= rules.decisive or s.answer_changed}
         recall = len(decisive_docs & cited_docs) / len(decisive_docs) if decisive_docs else None
 
     flags: list[str] = []
@@ -408,7 +410,7 @@ def _summary(
         for doc in sorted(cited_docs):
             if not any(s.document_id == doc and s.reliance >= rules.supporting for s in sources):
                 flags.append(f"cited_not_relied: {doc}")
-    if surrogate_lds is not None and surrogate_lds < 0.3:
+    if "context_ablation" in request.audit.methods and (surrogate_lds is None or surrogate_lds < 0.3):
         flags.append("low_surrogate_fit: the linear surrogate predicts held-out ablations poorly")
 
     return Summary(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from faithaudit.api_schemas import GateFailure, GateResult, Summary, Thresholds
 
 
-def evaluate_gate(thresholds: Thresholds | None, summary: Summary) -> GateResult:
+def evaluate_gate(thresholds: Thresholds | None, summary: Summary, *, methods: Collection[str]) -> GateResult:
     if thresholds is None:
         return GateResult(passed=True, failures=[])
     failures: list[GateFailure] = []
@@ -34,8 +36,8 @@ def evaluate_gate(thresholds: Thresholds | None, summary: Summary) -> GateResult
     )
     limit = thresholds.max_attended_not_relied
     if limit is not None:
-        count = summary.label_counts.get("attended_not_relied")
-        if count is None and not summary.label_counts:
+        count = summary.label_counts.get("attended_not_relied", 0)
+        if not {"attention", "leave_one_out"} <= set(methods):
             failures.append(
                 GateFailure(
                     threshold="max_attended_not_relied",
@@ -44,7 +46,7 @@ def evaluate_gate(thresholds: Thresholds | None, summary: Summary) -> GateResult
                     message="labels not measured (needs attention and leave_one_out)",
                 )
             )
-        elif (count or 0) > limit:
+        elif count > limit:
             failures.append(
                 GateFailure(
                     threshold="max_attended_not_relied",

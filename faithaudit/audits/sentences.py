@@ -13,7 +13,8 @@ _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e u.s u.k no fig al approx inc ltd co corp dept est gen gov jan feb "
     "mar apr jun jul aug sep sept oct nov dec mt ft lt col capt sgt rev".split()
 )
-_BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
+# Possessive quantifiers and the look-behind keep this linear on runs of punctuation ("....").
+_BOUNDARY = re.compile(r"(?<![.!?])[.!?]++[\"'”’)\]]*+(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

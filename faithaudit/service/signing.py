@@ -20,4 +20,5 @@ def signed_query(secret: str, audit_id: str, tenant: str, *, ttl: int, now: floa
 def verify(secret: str, audit_id: str, tenant: str, *, expires: int, sig: str, now: float | None = None) -> bool:
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(sign(secret, audit_id, tenant, expires), sig)
+    expected = sign(secret, audit_id, tenant, expires).encode()
+    return hmac.compare_digest(expected, sig.encode("utf-8", "replace"))

@@ -190,13 +190,20 @@ def encode_cursor(created_at: datetime, audit_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+NEVER_ENQUEUED_GRACE_SECONDS = 2.0
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Inverse of ``encode_cursor``; InvalidRequestError for anything this service did not hand out."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
         when, audit_id = raw.split("|", 1)
         created_at = datetime.fromisoformat(when)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        if created_at.tzinfo is not None:
+            created_at.astimezone(UTC)  # out-of-range instants overflow here, not in the query
+        if "\x00" in audit_id:
+            raise ValueError("NUL in cursor")
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequestError.for_field("cursor", "is not a cursor returned by this service") from exc
     if created_at.tzinfo is None or not audit_id:
         raise InvalidRequestError.for_field("cursor", "is not a cursor returned by this service")
@@ -597,9 +604,13 @@ class Store:
                     self._event(conn, audit_id, "requeued", now)
                     requeued.append(audit_id)
         cutoff = now - timedelta(seconds=stale_enqueue_seconds)
+        grace = now - timedelta(seconds=NEVER_ENQUEUED_GRACE_SECONDS)  # the API enqueues right after its 202
         lost = sa.select(audits.c.id).where(
             audits.c.status == "queued",
-            sa.or_(audits.c.enqueued_at.is_(None), audits.c.enqueued_at < cutoff),
+            sa.or_(
+                sa.and_(audits.c.enqueued_at.is_(None), audits.c.created_at < grace),
+                audits.c.enqueued_at < cutoff,
+            ),
         )
         with self._read() as conn:
             stale = conn.execute(lost.order_by(audits.c.created_at)).scalars().all()

@@ -15,6 +15,7 @@ from pathlib import Path
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.audits.model_registry import materialized_folder
 from faithaudit.audits.prompt import build_layout, check_fits
+from faithaudit.errors import InvalidRequestError
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class TokenizerOnly:
         return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
 
 
+def _raise_template_error(message: str):
+    from jinja2 import TemplateError
+
+    raise TemplateError(message)
+
+
 @lru_cache(maxsize=8)
 def _load(name: str, folder: Path) -> TokenizerOnly:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -51,6 +58,7 @@ def _load(name: str, folder: Path) -> TokenizerOnly:
     else:
         template_text = json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template")
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise_template_error
     return TokenizerOnly(
         name=name,
         context_window=int(config.get("max_position_embeddings", 2048)),
@@ -64,8 +72,15 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
     folder = materialized_folder(model_name, cache_dir)
     if folder is None:
         return False
+    from jinja2 import TemplateError
+
     counter = _load(model_name, folder)
-    prompt = build_layout(request, counter).build()
-    response_len = len(counter.encode(request.response)) if request.response else request.model.max_new_tokens
+    try:
+        prompt = build_layout(request, counter).build()
+    except TemplateError as exc:
+        raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
+    response_len = len(counter.encode(request.response)) if request.response else 0
+    if request.response is None or request.audit.answer_flip_top_k:
+        response_len = max(response_len, request.model.max_new_tokens)
     check_fits(len(prompt.ids), response_len, counter)
     return True

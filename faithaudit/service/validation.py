@@ -8,6 +8,7 @@ import json
 from pydantic import ValidationError
 
 from faithaudit.api_schemas import AuditRequest, validation_fields
+from faithaudit.audits.sentences import split_sentences
 from faithaudit.config import Settings
 from faithaudit.errors import FieldError, InvalidRequestError
 
@@ -15,8 +16,8 @@ from faithaudit.errors import FieldError, InvalidRequestError
 def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError.for_field("body", f"not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too-deep or too-long numbers
+        raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
     try:
         request = AuditRequest.model_validate(data)
     except ValidationError as exc:
@@ -37,9 +38,13 @@ def check_served(request: AuditRequest, settings: Settings) -> None:
             "model.name", f"{name!r} is not served here; use one of {sorted(settings.served_models)}"
         )
     documents = request.pipeline.documents
-    if len(documents) > settings.max_sources:
+    if request.audit.granularity == "sentence":
+        sources, unit = sum(len(split_sentences(d.text)) for d in documents), "sentences"
+    else:
+        sources, unit = len(documents), "documents"
+    if sources > settings.max_sources:
         raise InvalidRequestError.for_field(
-            "pipeline.documents", f"{len(documents)} documents is over the limit of {settings.max_sources}"
+            "pipeline.documents", f"{sources} {unit} (sources) is over the limit of {settings.max_sources}"
         )
     for i, doc in enumerate(documents):
         if len(doc.text) > settings.max_source_chars:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
@@ -33,6 +34,7 @@ from faithaudit.service.validation import parse_audit_request, request_hash
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
+_AUDIT_ID = re.compile(r"[0-9a-f]{32}")  # ids are uuid4 hex; anything else is unknown (and never reaches SQL)
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
@@ -127,7 +129,7 @@ async def get_audit(audit_id: str, request: Request, tenant: CurrentTenant, stor
 @router.delete("/{audit_id}", status_code=204)
 def delete_audit(audit_id: str, tenant: CurrentTenant, store: StoreDep) -> Response:
     """Cancel (a worker holding it loses its lease) and delete the stored request and report."""
-    if not store.delete_audit(audit_id, tenant=tenant):
+    if not _AUDIT_ID.fullmatch(audit_id) or not store.delete_audit(audit_id, tenant=tenant):
         raise NotFoundError(f"no audit {audit_id}")
     return Response(status_code=204)
 
@@ -143,7 +145,7 @@ async def report_html(
 ) -> HTMLResponse:
     """The report page: with an API key, or with a signed link (``expires`` + ``sig``) and no header."""
     if sig is not None and expires is not None and api_key_from(request) is None:
-        row = await run_in_threadpool(store.get_audit, audit_id)
+        row = await run_in_threadpool(store.get_audit, audit_id) if _AUDIT_ID.fullmatch(audit_id) else None
         if row is None or not signing.verify(settings.signing_secret, row.id, row.tenant, expires=expires, sig=sig):
             raise ForbiddenError("this report link is invalid or has expired; ask the API for a new report_url")
     else:
@@ -156,7 +158,7 @@ async def report_html(
 
 
 def _owned(store, audit_id: str, tenant: str) -> AuditRow:
-    row = store.get_audit(audit_id, tenant=tenant)
+    row = store.get_audit(audit_id, tenant=tenant) if _AUDIT_ID.fullmatch(audit_id) else None
     if row is None:
         raise NotFoundError(f"no audit {audit_id}")
     return row
