@@ -7,7 +7,7 @@ the broker answers again, so an accepted audit is never lost.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from faithaudit.api_schemas import RUN_AUDIT_TASK
@@ -20,7 +20,6 @@ class Enqueuer:
     broker_url: str
     queue_name: str
     connect_timeout: float = 2.0
-    _app: object = field(default=None, init=False, repr=False)
 
     @cached_property
     def app(self):
