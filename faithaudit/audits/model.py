@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from faithaudit.audits.prompt import chat_messages, plain_prompt
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
 
 _LOGIT_CLAMP = 1e-7
@@ -137,13 +138,10 @@ class HFModelAdapter:
 
     # -- text ---------------------------------------------------------------------------------------------
     def chat_prompt(self, *, system: str | None, user: str) -> str:
-        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
-            {"role": "user", "content": user}
-        ]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        head = f"{system}\n\n" if system else ""
-        return f"{head}{user}\n\n"
+        if not getattr(self.tokenizer, "chat_template", None):
+            return plain_prompt(system=system, user=user)
+        messages = chat_messages(system=system, user=user)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def encode(self, text: str) -> list[int]:
         if not text:

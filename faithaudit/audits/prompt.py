@@ -27,6 +27,17 @@ if TYPE_CHECKING:  # the API process builds layouts with a tokenizer only, and n
 _CONTEXT_MARK = "\u2063FAITHAUDIT_CONTEXT\u2063"
 
 
+def chat_messages(*, system: str | None, user: str) -> list[dict[str, str]]:
+    """The messages a chat template renders: an optional system turn, then the user turn."""
+    return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
+
+
+def plain_prompt(*, system: str | None, user: str) -> str:
+    """The prompt for a model without a chat template."""
+    head = f"{system}\n\n" if system else ""
+    return f"{head}{user}\n\n"
+
+
 @dataclass(frozen=True)
 class Source:
     index: int

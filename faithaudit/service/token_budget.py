@@ -14,7 +14,7 @@ from pathlib import Path
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.audits.model_registry import materialized_folder
-from faithaudit.audits.prompt import build_layout, check_fits
+from faithaudit.audits.prompt import build_layout, chat_messages, check_fits, plain_prompt
 from faithaudit.errors import InvalidRequestError
 
 
@@ -28,13 +28,9 @@ class TokenizerOnly:
     template: object | None
 
     def chat_prompt(self, *, system: str | None, user: str) -> str:
-        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
-            {"role": "user", "content": user}
-        ]
         if self.template is None:
-            head = f"{system}\n\n" if system else ""
-            return f"{head}{user}\n\n"
-        return self.template.render(messages=messages, add_generation_prompt=True)
+            return plain_prompt(system=system, user=user)
+        return self.template.render(messages=chat_messages(system=system, user=user), add_generation_prompt=True)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []

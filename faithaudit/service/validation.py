@@ -11,6 +11,7 @@ from faithaudit.api_schemas import AuditRequest, validation_fields
 from faithaudit.audits.sentences import split_sentences
 from faithaudit.config import Settings
 from faithaudit.errors import FieldError, InvalidRequestError
+from faithaudit.service.token_budget import check_prompt_fits
 
 
 def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
@@ -25,8 +26,6 @@ def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
         summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
         raise InvalidRequestError(f"invalid audit request: {summary}", fields=fields) from None
     check_served(request, settings)
-    from faithaudit.service.token_budget import check_prompt_fits
-
     check_prompt_fits(request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir)
     return request
 
