@@ -6,6 +6,7 @@
     faithaudit keys create --tenant T | list | revoke ID      API keys (stored hashed)
     faithaudit db upgrade                                     apply the store's migrations
     faithaudit models                                         built-in model names
+    faithaudit trace tau-bench RUNS.jsonl --run ID [...]      a tau-bench run as an agent audit request
 
 Exit codes: 0 done (an audit's gate verdict does not change it), 2 bad input or usage (the message names the
 field), 1 failure.
@@ -98,6 +99,7 @@ def _run(request):
     from faithaudit.audits.engine import run_audit
     from faithaudit.audits.model_registry import load_adapter
     from faithaudit.config import get_settings
+    from faithaudit.tools import registry_for
 
     settings = get_settings()
     name = request.model.name or settings.default_model
@@ -122,6 +124,7 @@ def _run(request):
             progress=progress,
             max_sources=settings.max_sources,
             max_source_chars=settings.max_source_chars,
+            tools=registry_for,
         )
 
 
@@ -177,6 +180,8 @@ def print_report(report, *, console: Console) -> None:
         f"top-1 agree {m.top1_agreement}",
         highlight=False,
     )
+    if report.agent is not None:
+        _print_agent(console, report)
     if report.model.is_proxy:
         console.print(f"[yellow]{report.model.note}[/yellow]", highlight=False)
     for flag in m.flags:
@@ -188,6 +193,27 @@ def print_report(report, *, console: Console) -> None:
         f"{report.cost.seconds:.1f} s · model {report.model.name}",
         highlight=False,
     )
+
+
+def _print_agent(console, report) -> None:
+    agent = report.agent
+    console.print(f"reading: {agent.reading}", highlight=False)
+    for s in report.sources:
+        action = s.next_action_without
+        took = "—" if action is None else (action.tool if action.kind == "tool_call" else action.kind)
+        console.print(
+            f"  {s.id} ({s.tool}): unavailable {_fmt(s.reliance_unavailable, '+.2f')} · counterfactual "
+            f"{_fmt(s.reliance_counterfactual, '+.2f')} · next-action drop {_fmt(s.next_action_logprob_drop, '+.2f')}"
+            f" · without it the model takes: {took}",
+            highlight=False,
+        )
+    if agent.trim is not None:
+        t = agent.trim
+        console.print(
+            f"trimmed to {t.tokens_after} prompt tokens (from {t.tokens_before}): dropped "
+            f"{len(t.dropped_turns)} turns and steps {', '.join(t.dropped_steps) or 'none'}",
+            highlight=False,
+        )
 
 
 @app.command("models")
@@ -203,6 +229,55 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API k
 db_app = typer.Typer(no_args_is_help=True, help="The audit store's schema.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+trace_app = typer.Typer(no_args_is_help=True, help="Turn recorded agent traces into audit requests.")
+app.add_typer(trace_app, name="trace")
+
+
+@trace_app.command("tau-bench")
+def trace_tau_bench(
+    runs: Annotated[Path, typer.Argument(help="A JSONL file of tau-bench runs (messages + system_prompt_ref).")],
+    run: Annotated[str, typer.Option("--run", help="The run's id.")],
+    answer: Annotated[int, typer.Option(help="Which assistant answer after a tool call to audit (-1: last).")] = -1,
+    system_prompt: Annotated[
+        Path | None, typer.Option(help="The domain's system prompt (default: the run's system_prompt_ref).")
+    ] = None,
+    max_prompt_tokens: Annotated[int | None, typer.Option(help="Trim the trace to this many tokens.")] = None,
+    keep_last_turns: Annotated[int, typer.Option(help="Turns at the end that trimming keeps.")] = 4,
+    audit_last: Annotated[int | None, typer.Option(help="Audit only the last K non-empty tool outputs.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the request here (default: stdout).")] = None,
+) -> None:
+    """Convert one tau-bench run into an agent audit request (JSON)."""
+    from faithaudit.api_schemas import AuditRequest
+    from faithaudit.errors import FaithauditError
+    from faithaudit.tools.traces import iter_jsonl, tau_bench_request
+
+    try:
+        record = next((r for r in iter_jsonl(runs) if r.get("id") == run), None)
+        if record is None:
+            raise BadInput(f"{runs}: no run with id {run!r}")
+        prompt_path = system_prompt or (
+            runs.parent / record["system_prompt_ref"] if record.get("system_prompt_ref") else None
+        )
+        prompt = prompt_path.read_text(encoding="utf-8") if prompt_path else None
+        data = tau_bench_request(
+            record,
+            system_prompt=prompt,
+            answer=answer,
+            max_prompt_tokens=max_prompt_tokens,
+            keep_last_turns=keep_last_turns,
+        )
+        if audit_last is not None:
+            trace = AuditRequest.model_validate(data).pipeline.trace(query="")
+            data["pipeline"]["audit_steps"] = trace.auditable()[-audit_last:]
+        AuditRequest.model_validate(data)
+    except (OSError, ValueError, FaithauditError, BadInput) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write(out, text)
 
 
 def _store():

@@ -1,15 +1,21 @@
 """Typed contracts at the edges (pydantic v2). Imports nothing else of faithaudit; never torch."""
 
+from faithaudit.api_schemas.agent import AgentPipeline, ChatMessage, ToolSpec, ToolStep
 from faithaudit.api_schemas.errors import format_loc, validation_fields
 from faithaudit.api_schemas.report import (
+    AgentReport,
     AuditReport,
     Cost,
     GateFailure,
     GateResult,
     MethodCost,
     ModelInfo,
+    NextActionReport,
+    ReplayCall,
+    ReplayReport,
     SourceReport,
     Summary,
+    TrimReport,
 )
 from faithaudit.api_schemas.request import (
     DEFAULT_METHODS,
@@ -36,6 +42,15 @@ from faithaudit.api_schemas.service import (
 )
 
 __all__ = [
+    "AgentPipeline",
+    "AgentReport",
+    "ChatMessage",
+    "NextActionReport",
+    "ReplayCall",
+    "ReplayReport",
+    "ToolSpec",
+    "ToolStep",
+    "TrimReport",
     "RUN_AUDIT_TASK",
     "AuditAccepted",
     "AuditList",

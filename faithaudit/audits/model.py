@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from faithaudit.audits.prompt import chat_messages, plain_prompt
+from faithaudit.audits.prompt import chat_messages, plain_chat
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
 
 _LOGIT_CLAMP = 1e-7
@@ -78,6 +78,8 @@ class ModelAdapter(Protocol):
     counter: ForwardCounter
 
     def chat_prompt(self, *, system: str | None, user: str) -> str: ...
+
+    def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str: ...
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -138,10 +140,14 @@ class HFModelAdapter:
 
     # -- text ---------------------------------------------------------------------------------------------
     def chat_prompt(self, *, system: str | None, user: str) -> str:
+        return self.render_chat(chat_messages(system=system, user=user), add_generation_prompt=True)
+
+    def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
-            return plain_prompt(system=system, user=user)
-        messages = chat_messages(system=system, user=user)
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return plain_chat(messages)
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def encode(self, text: str) -> list[int]:
         if not text:

@@ -8,7 +8,7 @@ import json
 from pydantic import ValidationError
 
 from faithaudit.api_schemas import AuditRequest, validation_fields
-from faithaudit.audits.sentences import split_sentences
+from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.config import Settings
 from faithaudit.errors import FieldError, InvalidRequestError
 from faithaudit.service.token_budget import check_prompt_fits
@@ -36,21 +36,7 @@ def check_served(request: AuditRequest, settings: Settings) -> None:
         raise InvalidRequestError.for_field(
             "model.name", f"{name!r} is not served here; use one of {sorted(settings.served_models)}"
         )
-    documents = request.pipeline.documents
-    if request.audit.granularity == "sentence":
-        sources, unit = sum(len(split_sentences(d.text)) for d in documents), "sentences"
-    else:
-        sources, unit = len(documents), "documents"
-    if sources > settings.max_sources:
-        raise InvalidRequestError.for_field(
-            "pipeline.documents", f"{sources} {unit} (sources) is over the limit of {settings.max_sources}"
-        )
-    for i, doc in enumerate(documents):
-        if len(doc.text) > settings.max_source_chars:
-            raise InvalidRequestError.for_field(
-                f"pipeline.documents[{i}].text",
-                f"{len(doc.text)} characters is over the limit of {settings.max_source_chars}",
-            )
+    check_source_limits(request, max_sources=settings.max_sources, max_source_chars=settings.max_source_chars)
 
 
 def request_hash(request: AuditRequest) -> str:

@@ -92,6 +92,7 @@ class _Lease:
 def execute_audit(audit_id: str) -> str:
     """Run one stored audit; returns what happened (for logs): succeeded, failed, skipped:<reason>, lease_lost."""
     from faithaudit.audits.engine import run_audit
+    from faithaudit.tools import registry_for
 
     settings = get_settings()
     store = get_store()
@@ -110,6 +111,7 @@ def execute_audit(audit_id: str) -> str:
                 progress=lease.progress,
                 max_sources=settings.max_sources,
                 max_source_chars=settings.max_source_chars,
+                tools=registry_for,
             )
         except LeaseLost:
             log.info("audit %s: lease lost (deleted, cancelled or reaped); stopping", audit_id)
