@@ -30,7 +30,7 @@ from faithaudit.audits.agent_prompt import AgentLayout, build_agent_layout
 from faithaudit.audits.citations import cited_documents
 from faithaudit.audits.gate import evaluate_gate
 from faithaudit.audits.labels import label_source, ranks_descending
-from faithaudit.audits.model import ModelAdapter, ResponseScore
+from faithaudit.audits.model import CachedContext, ModelAdapter, ResponseScore
 from faithaudit.audits.prompt import PromptLayout, build_layout, check_fits
 from faithaudit.audits.reliance import (
     LassoSolver,
@@ -216,9 +216,9 @@ def run_audit(
     if flips and ranking is not None:
         with meter.measure("answer_flip"):
             if answer_full is None:
-                answer_full = _generate(model, full_prompt.ids, request.model.max_new_tokens)
+                answer_full = _generate(model, full_prompt.ids, request.model.max_new_tokens, base.cache)
             for i in sorted(range(n), key=lambda i: (-ranking[i], i))[:flips]:
-                text = _generate(model, layout.without(i).ids, request.model.max_new_tokens)
+                text = _generate(model, layout.without(i).ids, request.model.max_new_tokens, base.cache)
                 answer_without[i] = text
                 if isinstance(layout, AgentLayout) and answer_numbers(response_text, request.query):
                     answer_changed[i] = not answer_numbers(response_text, request.query) <= set(_NUMBER.findall(text))
@@ -354,8 +354,8 @@ def _context_ablation(
     return surrogate.weights, surrogate.bias, lds
 
 
-def _generate(model: ModelAdapter, prompt_ids, max_new_tokens: int) -> str:
-    return model.decode(model.generate(prompt_ids, max_new_tokens=max_new_tokens)).strip()
+def _generate(model: ModelAdapter, prompt_ids, max_new_tokens: int, reuse: CachedContext | None = None) -> str:
+    return model.decode(model.generate(prompt_ids, max_new_tokens=max_new_tokens, reuse=reuse)).strip()
 
 
 _PUNCT = re.compile(r"[^\w\s]")

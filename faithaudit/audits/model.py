@@ -95,7 +95,9 @@ class ModelAdapter(Protocol):
         probe: AttentionProbe | None = None,
     ) -> tuple[ResponseScore, CachedContext | None]: ...
 
-    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int) -> list[int]: ...
+    def generate(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
+    ) -> list[int]: ...
 
 
 @dataclass
@@ -201,11 +203,26 @@ class HFModelAdapter:
         return ResponseScore(token_logprobs=token_lp), cached
 
     @torch.inference_mode()
-    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int) -> list[int]:
+    def generate(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
+    ) -> list[int]:
+        """Greedy continuation. With ``reuse``, the prompt's common prefix with that cached sequence is not fed
+        again (the prompts of answer flips and policy replay share most of their tokens with the full one)."""
+        from transformers import DynamicCache
+
         input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        prefix = min(reuse.common_prefix(prompt_ids), len(prompt_ids) - 1) if reuse is not None else 0
+        cache = None
+        if prefix > 0:
+            assert reuse is not None
+            cache = DynamicCache(
+                ddp_cache_data=[(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv],
+                config=self.model.config,
+            )
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
+            cache=cache,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             temperature=None,

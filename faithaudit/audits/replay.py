@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from faithaudit.api_schemas.report import ReplayCall, ReplayReport
 from faithaudit.audits.agent_prompt import AgentLayout, call_text
-from faithaudit.audits.model import ModelAdapter
+from faithaudit.audits.model import CachedContext, ModelAdapter
 from faithaudit.audits.next_action import parse_next_action
 
 
@@ -26,6 +26,7 @@ def replay_to_answer(
     max_turns: int,
     max_new_tokens: int,
     first_text: str | None = None,
+    reuse: CachedContext | None = None,
 ) -> ReplayReport:
     """Continue greedily from ``prefix`` (a prompt that ends with an assistant turn's header). ``first_text`` is
     the continuation already generated from ``prefix``, if any."""
@@ -36,7 +37,7 @@ def replay_to_answer(
         if turn == 0 and first_text is not None:
             text = first_text
         else:
-            text = model.decode(model.generate(ids, max_new_tokens=max_new_tokens))
+            text = model.decode(model.generate(ids, max_new_tokens=max_new_tokens, reuse=reuse))
         action = parse_next_action(text)
         if action.kind != "tool_call":
             status = "answered" if action.kind == "final_answer" else "unparseable"

@@ -118,14 +118,14 @@ def policy_replay(
             else:
                 (score,) = score_pairs(model, [(full_prefix, action.target)], base=base)
                 full_lp = score.logprob
-            full_memo[action.message] = (full_lp, _greedy_action(model, full_prefix, budget))
+            full_memo[action.message] = (full_lp, _greedy_action(model, full_prefix, budget, base))
         full_lp, full_action = full_memo[action.message]
         if action.kind == "final_answer" and loo_logprobs is not None:
             without_lp = float(loo_logprobs[i])
         else:
             (score,) = score_pairs(model, [(prefix, action.target)], base=base)
             without_lp = score.logprob
-        without = _greedy_action(model, prefix, budget)
+        without = _greedy_action(model, prefix, budget, base)
         replay = None
         if tools is not None and replay_turns > 0:
             replay = replay_to_answer(
@@ -136,6 +136,7 @@ def policy_replay(
                 max_turns=replay_turns,
                 max_new_tokens=budget,
                 first_text=without.text,
+                reuse=base.cache,
             )
         out[i] = PolicyFinding(
             recorded=recorded,
@@ -151,8 +152,9 @@ def policy_replay(
     return out
 
 
-def _greedy_action(model: ModelAdapter, prefix: Sequence[int], max_new_tokens: int) -> NextActionReport:
-    return parse_next_action(model.decode(model.generate(prefix, max_new_tokens=max_new_tokens)))
+def _greedy_action(model: ModelAdapter, prefix: Sequence[int], max_new_tokens: int, base: BaseRun) -> NextActionReport:
+    generated = model.generate(prefix, max_new_tokens=max_new_tokens, reuse=base.cache)
+    return parse_next_action(model.decode(generated))
 
 
 # -- one line per tool call, for people ---------------------------------------------------------------------
