@@ -1,5 +1,6 @@
 """Typed contracts at the edges (pydantic v2). Imports nothing else of faithaudit; never torch."""
 
+from faithaudit.api_schemas.corpus import CorpusCreate, CorpusDocumentIn, CorpusDocumentsIn, CorpusInfo
 from faithaudit.api_schemas.errors import format_loc, validation_fields
 from faithaudit.api_schemas.report import (
     AuditReport,
@@ -8,6 +9,10 @@ from faithaudit.api_schemas.report import (
     GateResult,
     MethodCost,
     ModelInfo,
+    RetrievalInfo,
+    RetrievalSensitivity,
+    RetrievalVariant,
+    RetrievedDocument,
     SourceReport,
     Summary,
 )
@@ -22,21 +27,44 @@ from faithaudit.api_schemas.request import (
     Pipeline,
     PromptSpec,
     RagPipeline,
+    RetrieverPipeline,
     Thresholds,
 )
 from faithaudit.api_schemas.service import (
     RUN_AUDIT_TASK,
+    RUN_JOB_TASK,
     AuditAccepted,
     AuditList,
     AuditStatus,
     AuditSummary,
     ErrorBody,
+    GateStatus,
+    JobAccepted,
+    JobStatus,
     Links,
     Progress,
 )
+from faithaudit.api_schemas.suite import CaseVerdict, GateSuite, GateVerdict, SuiteCase
 
 __all__ = [
     "RUN_AUDIT_TASK",
+    "RUN_JOB_TASK",
+    "CaseVerdict",
+    "CorpusCreate",
+    "CorpusDocumentIn",
+    "CorpusDocumentsIn",
+    "CorpusInfo",
+    "GateStatus",
+    "GateSuite",
+    "GateVerdict",
+    "JobAccepted",
+    "JobStatus",
+    "RetrievalInfo",
+    "RetrievalSensitivity",
+    "RetrievalVariant",
+    "RetrievedDocument",
+    "RetrieverPipeline",
+    "SuiteCase",
     "AuditAccepted",
     "AuditList",
     "AuditStatus",
