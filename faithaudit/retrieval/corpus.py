@@ -81,6 +81,17 @@ class Corpus:
         return self.store.as_retriever(search_kwargs={"k": k})
 
 
+def _faiss():
+    """LangChain's FAISS vector store (langchain-community warns on import that it is being sunset)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="langchain_community")
+        warnings.filterwarnings("ignore", message=".*langchain-community.*")
+        from langchain_community.vectorstores import FAISS
+    return FAISS
+
+
 def _distance():
     from langchain_community.vectorstores.utils import DistanceStrategy
 
@@ -100,7 +111,7 @@ def _load(folder: Path, tenant: str, name: str) -> Corpus:
     manifest = _read_manifest(folder)
     if manifest is None:
         raise NotFoundError(f"no corpus {name!r}")
-    from langchain_community.vectorstores import FAISS
+    FAISS = _faiss()  # noqa: N806
 
     # The index was written by this module (pickle of the docstore): trusted input.
     store = FAISS.load_local(
@@ -137,8 +148,9 @@ def add_documents(
             new_ids.append(doc_id)
         if not docs and manifest is not None:
             return len(ids)
-        from langchain_community.vectorstores import FAISS
         from langchain_core.documents import Document as LCDocument
+
+        FAISS = _faiss()  # noqa: N806
 
         lc_docs = [
             LCDocument(page_content=d.text, metadata=dict(d.metadata), id=i) for d, i in zip(docs, new_ids, strict=True)
