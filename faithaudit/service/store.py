@@ -135,6 +135,7 @@ jobs = sa.Table(
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
 )
 
 
