@@ -75,7 +75,7 @@ class FaithauditCallbackHandler(BaseTracer):
             return
         with self._lock:
             self.runs.append(run)
-            self.futures[str(run.id)] = future = self._executor.submit(self._send, run, body)
+            self.futures[str(run.id)] = self._executor.submit(self._send, run, body)
 
     def _send(self, run: Any, body: dict) -> str | None:
         try:

@@ -47,6 +47,7 @@ def create_app(
                 app.state.enqueuer.send,
                 interval=settings.reaper_interval_seconds,
                 stale_enqueue_seconds=max(300.0, 10 * settings.lease_seconds),
+                send_job=app.state.enqueuer.send_job,
             )
             reaper.start()
         yield

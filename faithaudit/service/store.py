@@ -798,6 +798,18 @@ class Store:
                 return None
             return _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
 
+    def reap_jobs(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> list[str]:
+        """Queued jobs never enqueued (the broker was down at submit) or enqueued long ago: send them again."""
+        now = now or _utcnow()
+        cutoff = now - timedelta(seconds=stale_enqueue_seconds)
+        grace = now - timedelta(seconds=NEVER_ENQUEUED_GRACE_SECONDS)
+        lost = sa.select(jobs.c.id).where(
+            jobs.c.status == "queued",
+            sa.or_(sa.and_(jobs.c.enqueued_at.is_(None), jobs.c.created_at < grace), jobs.c.enqueued_at < cutoff),
+        )
+        with self._read() as conn:
+            return list(conn.execute(lost.order_by(jobs.c.created_at)).scalars().all())
+
     def finish_job(self, job_id: str, *, result: dict) -> None:
         self._end_job(job_id, status="succeeded", result=json.dumps(result))
 
