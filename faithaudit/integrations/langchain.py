@@ -193,7 +193,9 @@ def _tool_documents(runs: list) -> list[dict]:
         text = getattr(output, "content", output)
         if text is None or not str(text).strip():
             continue
-        meta = {"tool": run.name, "tool_input": _jsonable({"v": (run.inputs or {}).get("input")})["v"]}
+        inputs = dict(run.inputs or {})
+        tool_input = inputs["input"] if set(inputs) == {"input"} else inputs
+        meta = {"tool": run.name, "tool_input": _jsonable({"v": tool_input})["v"]}
         out.append({"id": _unique_id(f"{run.name}-{i}", f"tool-{i}", seen), "text": str(text), "metadata": meta})
     return out
 
