@@ -91,6 +91,9 @@ def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, 
     assert replace["replace:key"].delta < -2.0  # losing the key document to the next-ranked one hurts
     assert replace["replace:key"].delta == min(v.delta for v in sens.replacements)
     assert abs(sens.logprob_at_k - report.summary.logprob_full) < 0.05  # same context, same score
+    stage = report.cost.by_stage["retrieval_sensitivity"]
+    assert stage.forward_passes == 1 + 2 + 3  # k+1 context, depth k and k-1, three replacements
+    assert report.cost.forward_passes == sum(s.forward_passes for s in report.cost.by_stage.values())
 
     unknown = request.model_copy(update={"pipeline": request.pipeline.model_copy(update={"corpus": "nope"})})
     with pytest.raises(InvalidRequestError) as exc:

@@ -16,6 +16,7 @@ Each is reported as log p(response | variant) and its ``delta`` against the top-
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 from faithaudit.api_schemas import (
     AuditReport,
     AuditRequest,
+    MethodCost,
     RagPipeline,
     RetrievalInfo,
     RetrievalSensitivity,
@@ -74,7 +76,20 @@ def audit_request(
             progress(0.9 * fraction, stage)
 
     report = run_audit(rag, model, progress=scaled, **limits)
+    t0, (passes0, tokens0) = time.perf_counter(), model.counter.snapshot()
     sensitivity = retrieval_sensitivity(rag, model, response=report.response, next_document=nxt and nxt.document)
+    passes, tokens = model.counter.snapshot()
+    stage = MethodCost(
+        forward_passes=passes - passes0, tokens_processed=tokens - tokens0, seconds=round(time.perf_counter() - t0, 3)
+    )
+    cost = report.cost.model_copy(
+        update={
+            "forward_passes": report.cost.forward_passes + stage.forward_passes,
+            "tokens_processed": report.cost.tokens_processed + stage.tokens_processed,
+            "seconds": round(report.cost.seconds + stage.seconds, 3),
+            "by_stage": {**report.cost.by_stage, "retrieval_sensitivity": stage},
+        }
+    )
     if progress is not None:
         progress(1.0, "retrieval_sensitivity")
     info = RetrievalInfo(
@@ -84,7 +99,7 @@ def audit_request(
         documents=[_retrieved(h) for h in top],
         next_document=_retrieved(nxt) if nxt else None,
     )
-    return report.model_copy(update={"retrieval": info, "retrieval_sensitivity": sensitivity})
+    return report.model_copy(update={"retrieval": info, "retrieval_sensitivity": sensitivity, "cost": cost})
 
 
 def resolved_request(request: AuditRequest, documents) -> AuditRequest:
