@@ -87,6 +87,14 @@ def junit_xml(verdict: GateVerdict) -> str:
             name=case.name,
             time=f"{case.seconds or 0:.3f}",
         )
+        props = ET.SubElement(tc, "properties")
+        for key, value in sorted(case.thresholds.items()):
+            ET.SubElement(props, "property", name=f"threshold.{key}", value=f"{value:g}")
+        for key, value in sorted(case.measured.items()):
+            if value is not None:
+                ET.SubElement(props, "property", name=f"measured.{key}", value=f"{value:.6g}")
+        if case.audit_id:
+            ET.SubElement(props, "property", name="audit_id", value=case.audit_id)
         if case.status == "failed":
             message = failure_message(case)
             node = ET.SubElement(tc, "failure", message=message, type="threshold")
@@ -94,12 +102,5 @@ def junit_xml(verdict: GateVerdict) -> str:
         elif case.status == "error":
             node = ET.SubElement(tc, "error", message=case.error or "could not evaluate", type="audit_error")
             node.text = case.error or ""
-        props = ET.SubElement(tc, "properties")
-        for key, value in sorted(case.thresholds.items()):
-            ET.SubElement(props, "property", name=f"threshold.{key}", value=f"{value:g}")
-        for key, value in sorted(case.measured.items()):
-            ET.SubElement(props, "property", name=f"measured.{key}", value="" if value is None else f"{value:.6g}")
-        if case.audit_id:
-            ET.SubElement(props, "property", name="audit_id", value=case.audit_id)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
