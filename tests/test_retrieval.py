@@ -95,6 +95,16 @@ def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, 
     assert stage.forward_passes == 1 + 2 + 3  # k+1 context, depth k and k-1, three replacements
     assert report.cost.forward_passes == sum(s.forward_passes for s in report.cost.by_stage.values())
 
+    import io
+
+    from rich.console import Console
+
+    from faithaudit.cli import print_report
+
+    out = io.StringIO()
+    print_report(report, console=Console(file=out, width=120))
+    assert "retrieved from kb (k=3): 1. key" in out.getvalue() and "replace:key" in out.getvalue()
+
     unknown = request.model_copy(update={"pipeline": request.pipeline.model_copy(update={"corpus": "nope"})})
     with pytest.raises(InvalidRequestError) as exc:
         audit_request(unknown, model, data_dir=data_dir, tenant="acme")
