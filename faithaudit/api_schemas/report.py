@@ -148,6 +148,40 @@ class Cost(_Out):
     by_stage: dict[str, MethodCost] = Field(default_factory=dict)
 
 
+class RetrievedDocument(_Out):
+    id: str
+    rank: int = Field(description="1-based rank in the retriever's answer.")
+    score: float = Field(description="Cosine similarity between the query and the document embeddings.")
+    metadata: dict = Field(default_factory=dict)
+
+
+class RetrievalInfo(_Out):
+    corpus: str
+    k: int
+    embedding_model: str
+    documents: list[RetrievedDocument] = Field(description="The k retrieved documents, audited as the context.")
+    next_document: RetrievedDocument | None = Field(None, description="Rank k+1 (None when the corpus has k).")
+
+
+class RetrievalVariant(_Out):
+    name: str = Field(description="depth_k_minus_1, depth_k_plus_1 or replace:<id>.")
+    document_ids: list[str] = Field(description="The context of this variant, in prompt order.")
+    logprob: float
+    delta: float = Field(description="log p(resp | variant) - log p(resp | top k), nats.")
+
+
+class RetrievalSensitivity(_Out):
+    """How much the response's log-probability depends on the retriever's cut-off and on each retrieved slot."""
+
+    logprob_at_k: float
+    depth_k_minus_1: RetrievalVariant | None = Field(None, description="The last retrieved document dropped.")
+    depth_k_plus_1: RetrievalVariant | None = Field(None, description="The next-ranked document added.")
+    replacements: list[RetrievalVariant] = Field(
+        default_factory=list, description="Each retrieved document replaced by the next-ranked one."
+    )
+    max_abs_delta: float | None = None
+
+
 class AuditReport(_Out):
     schema_version: Literal["1"] = "1"
     query: str
@@ -162,6 +196,8 @@ class AuditReport(_Out):
     gate: GateResult
     cost: Cost
     agent: AgentReport | None = None
+    retrieval: RetrievalInfo | None = Field(None, description="Retriever pipelines: what was retrieved.")
+    retrieval_sensitivity: RetrievalSensitivity | None = None
 
     def without_timings(self) -> dict:
         """The report as JSON data with every wall-clock figure removed (for comparisons)."""

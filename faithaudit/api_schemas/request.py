@@ -66,8 +66,20 @@ class RagPipeline(_Strict):
         return documents
 
 
-# A union on ``kind``: the retriever pipeline joins it later.
-Pipeline = Annotated[RagPipeline | AgentPipeline, Field(discriminator="kind")]
+CORPUS_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_RETRIEVER_K = 50
+
+
+class RetrieverPipeline(_Strict):
+    """Replay a retriever: the top ``k`` documents of a named corpus (of the caller's tenant) for the query."""
+
+    kind: Literal["retriever"] = "retriever"
+    corpus: str = Field(pattern=CORPUS_NAME_PATTERN, description="A corpus of this tenant (`faithaudit corpus add`).")
+    k: int = Field(default=5, ge=1, le=MAX_RETRIEVER_K, description="How many documents the retriever returns.")
+
+
+# A union on ``kind``.
+Pipeline = Annotated[RagPipeline | RetrieverPipeline | AgentPipeline, Field(discriminator="kind")]
 
 
 class PromptSpec(_Strict):

@@ -11,6 +11,8 @@ from faithaudit.errors import InvalidRequestError
 def check_source_limits(request: AuditRequest, *, max_sources: int | None, max_source_chars: int | None) -> None:
     """Too many sources, or a source text over the limit, is a field error naming where it is."""
     pipeline = request.pipeline
+    if pipeline.kind == "retriever":  # its documents are known once retrieved; the engine checks them then
+        return
     if isinstance(pipeline, AgentPipeline):
         trace = pipeline.trace(query=request.query)
         audited = pipeline.audit_steps if pipeline.audit_steps is not None else trace.auditable()

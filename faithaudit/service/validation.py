@@ -26,8 +26,25 @@ def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
         summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
         raise InvalidRequestError(f"invalid audit request: {summary}", fields=fields) from None
     check_served(request, settings)
-    check_prompt_fits(request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir)
+    if request.pipeline.kind != "retriever":  # a retriever's documents are known only once the worker retrieves
+        check_prompt_fits(
+            request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir
+        )
     return request
+
+
+def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = "") -> None:
+    """A retriever pipeline must name a corpus of this tenant, and k may not exceed its size (422 naming the field)."""
+    if request.pipeline.kind != "retriever":
+        return
+    corpus = store.get_corpus(tenant, request.pipeline.corpus)
+    if corpus is None:
+        raise InvalidRequestError.for_field(f"{prefix}pipeline.corpus", f"no corpus {request.pipeline.corpus!r}")
+    if corpus.status == "ready" and request.pipeline.k > corpus.num_documents:
+        raise InvalidRequestError.for_field(
+            f"{prefix}pipeline.k",
+            f"k={request.pipeline.k} is more than the {corpus.num_documents} documents of corpus {corpus.name!r}",
+        )
 
 
 def check_served(request: AuditRequest, settings: Settings) -> None:
