@@ -215,7 +215,7 @@ def run_case(
         flips = min(3, n)
         _, flip_seconds, flip_tokens = timer.run(
             lambda: [
-                model.generate(layout.without(i).ids, max_new_tokens=request.model.max_new_tokens)
+                model.generate(layout.without(i).ids, max_new_tokens=args.flip_max_new_tokens)
                 for i in top_k(scores["faithaudit_full"], flips)
             ]
         )
@@ -456,6 +456,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--eval-masks", type=int, default=32, help="shared held-out masks per case for the LDS")
     p.add_argument("--no-contextcite", action="store_true", help="run without ContextCite")
+    p.add_argument(
+        "--flip-max-new-tokens", type=int, default=64, help="answer-flip regenerations (the audit default: 64)"
+    )
     args = p.parse_args(argv)
     if not (args.data_dir / FILES[args.dataset]).is_file():
         p.error(f"no data at {args.data_dir / FILES[args.dataset]} (set --data-dir or {DATA_ENV})")
