@@ -41,6 +41,25 @@ def plot(results: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def markdown_table(res: dict) -> str:
+    """The results of one dataset as a Markdown table."""
+    lines = [
+        "| method | recall@1 | recall@2 | drop@1 (nats) | drop@2 (nats) | LDS | seconds (median) | tokens (median) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(v, digits=3):
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    for name, m in res["methods"].items():
+        drop = m["topk_logprob_drop"]
+        lines.append(
+            f"| `{name}` | {f(m['recall_at_1'])} | {f(m['recall_at_2'])} | {f(drop['1'], 2)} | {f(drop['2'], 2)} "
+            f"| {f(m['lds'])} | {f(m['seconds_median'], 1)} | {m['tokens_processed_median']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="summary JSON files from compare_contextcite.py")
@@ -50,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         parser.error("none of the result files exists")
     plot(results, args.out)
-    print(f"wrote {args.out}")
+    for res in results:
+        ratio = res.get("time_ratio_full_vs_contextcite")
+        print(f"\n{res['dataset']}: {res['cases']} cases, time_ratio_full_vs_contextcite = {ratio}\n")
+        print(markdown_table(res))
+    print(f"\nwrote {args.out}")
     return 0
 
 
