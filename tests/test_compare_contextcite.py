@@ -68,3 +68,22 @@ def test_two_case_run_has_every_method_with_finite_values(model, tmp_path, monke
         assert summary["contextcite_version"] and math.isfinite(summary["time_ratio_full_vs_contextcite"])
     else:
         pytest.skip(f"ContextCite part skipped: {reason}")
+
+
+def test_metrics_and_rollout_on_known_inputs():
+    import numpy as np
+    import torch
+
+    bench = _load("compare_contextcite")
+    scores = np.array([0.1, 3.0, -1.0, 2.0])
+    assert bench.top_k(scores, 2) == [1, 3]
+    assert bench.recall_at_k(scores, [1, 2], 1) == 1.0 and bench.recall_at_k(scores, [1, 2], 2) == 0.5
+    assert bench.recall_at_k(scores, [3], 2) == 1.0  # min(k, |gold|) in the denominator
+    masks = np.array([[1, 1, 0, 0], [0, 1, 1, 1], [1, 0, 0, 1], [0, 0, 1, 0]], dtype=bool)
+    assert bench.lds(scores, masks, masks.astype(float) @ scores) == 1.0
+    # Rollout through layers that attend only to themselves keeps each row on its own token.
+    eye = [torch.eye(5) for _ in range(3)]
+    np.testing.assert_allclose(bench.rollout.rollout_rows(eye, [2, 4]), np.eye(5)[[2, 4]])
+    causal = torch.tril(torch.ones(5, 5))
+    uniform = [causal / causal.sum(dim=-1, keepdim=True)] * 2
+    np.testing.assert_allclose(bench.rollout.rollout_rows(uniform, [4]).sum(), 1.0, atol=1e-6)
