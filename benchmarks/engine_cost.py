@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import agent_cost
 import numpy as np
 
 from faithaudit.api_schemas import AuditRequest
@@ -386,7 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: settings / torch)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 16 ablations")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write every figure as JSON")
+    parser.add_argument("--case", choices=("rag", "agent"), default="rag", help="agent: a tau-bench trace")
+    agent_cost.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.case == "agent":
+        if args.quick:
+            args.repeats, args.num_ablations = 1, 16
+        return agent_cost.main(args)
     if args.quick:
         args.repeats, args.num_ablations = 1, 16
     if args.repeats < 1:

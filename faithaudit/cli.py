@@ -1,11 +1,14 @@
 """faithaudit command line.
 
     faithaudit audit CASE.json [--json OUT|-] [--html OUT]    audit one case in this process
+    faithaudit corpus add NAME FILE.jsonl [--tenant T]        embed documents into a corpus (retriever replay)
+    faithaudit gate SUITE [--server URL --api-key KEY]        CI gate: exit 0 pass, 1 fail, 2 bad suite, 3 not run
     faithaudit serve [--host H] [--port P] [--no-auth]       the HTTP API (never imports torch)
     faithaudit worker                                         a Celery worker on the broker
     faithaudit keys create --tenant T | list | revoke ID      API keys (stored hashed)
     faithaudit db upgrade                                     apply the store's migrations
     faithaudit models                                         built-in model names
+    faithaudit trace tau-bench RUNS.jsonl --run ID [...]      a tau-bench run as an agent audit request
 
 Exit codes: 0 done (an audit's gate verdict does not change it), 2 bad input or usage (the message names the
 field), 1 failure.
@@ -64,13 +67,14 @@ def audit(
         str | None, typer.Option("--json", help="Write the report JSON to this file, or '-' for stdout.")
     ] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report page here.")] = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="Whose corpora a retriever pipeline reads.")] = "local",
 ) -> None:
     """Audit one case and print the reliance table."""
     from faithaudit.errors import InvalidRequestError
 
     try:
         request = load_request(case)
-        report = _run(request)
+        report = _run(request, tenant=tenant)
     except BadInput as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -92,12 +96,13 @@ def audit(
         _write(html_out, render_report_html(report))
 
 
-def _run(request):
+def _run(request, *, tenant: str = "local"):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from faithaudit.audits.engine import run_audit
     from faithaudit.audits.model_registry import load_adapter
     from faithaudit.config import get_settings
+    from faithaudit.retrieval.replay import audit_request
+    from faithaudit.tools import registry_for
 
     settings = get_settings()
     name = request.model.name or settings.default_model
@@ -116,12 +121,15 @@ def _run(request):
         def progress(fraction: float, stage: str) -> None:
             bar.update(task, completed=fraction, description=stage)
 
-        return run_audit(
+        return audit_request(
             request,
             model,
+            data_dir=settings.data_dir,
+            tenant=tenant,
             progress=progress,
             max_sources=settings.max_sources,
             max_source_chars=settings.max_source_chars,
+            tools=registry_for,
         )
 
 
@@ -177,17 +185,47 @@ def print_report(report, *, console: Console) -> None:
         f"top-1 agree {m.top1_agreement}",
         highlight=False,
     )
+    if report.agent is not None:
+        _print_agent(console, report)
     if report.model.is_proxy:
         console.print(f"[yellow]{report.model.note}[/yellow]", highlight=False)
     for flag in m.flags:
         console.print(f"  flag: {flag}", highlight=False)
     verdict = "[green]passed[/green]" if report.gate.passed else "[red]failed[/red]"
     console.print(f"gate {verdict}" + "".join(f"\n  {f.message}" for f in report.gate.failures))
+    if report.retrieval is not None:
+        r, rs = report.retrieval, report.retrieval_sensitivity
+        hits = ", ".join(f"{d.rank}. {d.id} ({d.score:.3f})" for d in r.documents)
+        console.print(f"retrieved from {r.corpus} (k={r.k}): {hits}", highlight=False)
+        if rs is not None:
+            parts = [f"{v.name} {v.delta:+.2f}" for v in [rs.depth_k_minus_1, rs.depth_k_plus_1, *rs.replacements] if v]
+            console.print("retrieval sensitivity (nats vs top-k): " + " · ".join(parts), highlight=False)
     console.print(
         f"cost: {report.cost.forward_passes} forward passes, {report.cost.tokens_processed} tokens, "
         f"{report.cost.seconds:.1f} s · model {report.model.name}",
         highlight=False,
     )
+
+
+def _print_agent(console, report) -> None:
+    agent = report.agent
+    console.print(f"reading: {agent.reading}", highlight=False)
+    for s in report.sources:
+        action = s.next_action_without
+        took = "—" if action is None else (action.tool if action.kind == "tool_call" else action.kind)
+        console.print(
+            f"  {s.id} ({s.tool}): unavailable {_fmt(s.reliance_unavailable, '+.2f')} · counterfactual "
+            f"{_fmt(s.reliance_counterfactual, '+.2f')} · next-action drop {_fmt(s.next_action_logprob_drop, '+.2f')}"
+            f" · without it the model takes: {took}",
+            highlight=False,
+        )
+    if agent.trim is not None:
+        t = agent.trim
+        console.print(
+            f"trimmed to {t.tokens_after} prompt tokens (from {t.tokens_before}): dropped "
+            f"{len(t.dropped_turns)} turns and steps {', '.join(t.dropped_steps) or 'none'}",
+            highlight=False,
+        )
 
 
 @app.command("models")
@@ -199,10 +237,201 @@ def models() -> None:
         typer.echo(name)
 
 
+corpus_app = typer.Typer(no_args_is_help=True, help="Corpora for retriever replay (pipeline.kind = retriever).")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("add")
+def corpus_add(
+    name: Annotated[str, typer.Argument(help="Corpus name (letters, digits, '_.-'); created if new.")],
+    file: Annotated[Path, typer.Argument(help='JSON Lines: {"id"?, "text", "metadata"?} per line.')],
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant that owns the corpus.")] = "local",
+) -> None:
+    """Embed the documents of FILE into corpus NAME (all-MiniLM-L6-v2, FAISS) under the data dir."""
+    from faithaudit.config import get_settings
+    from faithaudit.errors import FaithauditError, InvalidRequestError, NotFoundError
+    from faithaudit.retrieval.corpus import add_documents, read_jsonl
+
+    settings = get_settings()
+    try:
+        docs = read_jsonl(file)
+        with err.status(f"embedding {len(docs)} document(s)", spinner="dots"):
+            count = add_documents(settings.data_dir, tenant, name, docs)
+    except (InvalidRequestError, NotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except FaithauditError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        _store().register_corpus(tenant, name, num_documents=count)
+    except Exception as exc:  # noqa: BLE001 - the index is written; the service learns of it on its next add
+        err.print(f"[yellow]warning: corpus written but not registered in the store: {exc}[/yellow]")
+    typer.echo(f"corpus {name} (tenant {tenant}): {count} document(s)")
+
+
+@app.command()
+def gate(
+    suite: Annotated[Path, typer.Argument(help="A suite file (YAML or JSON): thresholds and cases.")],
+    server: Annotated[str | None, typer.Option("--server", help="Run on this faithaudit service.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="FAITHAUDIT_API_KEY", help="API key for --server.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one testcase per case).")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Write the verdict JSON here ('-': stdout).")] = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="Corpora owner for in-process runs.")] = "local",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server's verdict.")] = 3600.0,
+) -> None:
+    """Audit every case of SUITE against its thresholds: exit 0 all pass, 1 a case fails, 2 bad suite, 3 not run."""
+    from faithaudit.errors import InvalidRequestError
+    from faithaudit.gating.suite import load_suite, resolve_cases
+    from faithaudit.gating.verdict import EXIT_BAD_SUITE, EXIT_NOT_EVALUATED, exit_code, junit_xml, verdict_line
+
+    try:
+        parsed = load_suite(suite)
+        cases = resolve_cases(parsed, base_dir=suite.resolve().parent)
+    except InvalidRequestError as exc:
+        err.print(f"[red]bad suite:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_BAD_SUITE) from None
+    name = parsed.name or suite.stem
+    if server is None:
+        verdict = _gate_local(cases, suite_name=name, tenant=tenant)
+    else:
+        from faithaudit.client import ApiError, Client, ClientError
+        from faithaudit.gating.suite import inline_suite
+
+        try:
+            with Client(server, api_key, retries=2) as client:
+                accepted = client.submit_gate(inline_suite(parsed, cases).model_copy(update={"name": name}))
+                err.print(f"gate job {accepted.id} on {server}", highlight=False)
+                status = client.wait_gate(accepted.id, timeout=timeout)
+        except ApiError as exc:
+            bad = exc.status in (401, 403, 413, 422)
+            err.print(f"[red]{'bad suite' if bad else 'error'}:[/red] {exc.message}", highlight=False)
+            for f in exc.api_fields:
+                err.print(f"  {f.get('path')}: {f.get('msg')}", highlight=False)
+            raise typer.Exit(EXIT_BAD_SUITE if bad else EXIT_NOT_EVALUATED) from None
+        except ClientError as exc:
+            err.print(f"[red]could not evaluate:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(EXIT_NOT_EVALUATED) from None
+        if status.verdict is None:
+            err.print(f"[red]could not evaluate:[/red] gate job {status.status}: {status.error}", highlight=False)
+            raise typer.Exit(EXIT_NOT_EVALUATED)
+        verdict = status.verdict
+    text = verdict.model_dump_json(indent=2)
+    out = err if json_out == "-" else Console()
+    print_verdict(verdict, console=out)
+    if json_out == "-":
+        sys.stdout.write(text + "\n")
+    elif json_out:
+        _write(Path(json_out), text)
+    if junit:
+        _write(junit, junit_xml(verdict))
+    out.print(verdict_line(verdict), highlight=False)
+    raise typer.Exit(exit_code(verdict))
+
+
+def _gate_local(cases, *, suite_name: str, tenant: str):
+    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.config import get_settings
+    from faithaudit.gating.run import run_cases
+
+    settings = get_settings()
+
+    def load(name: str):
+        with err.status(f"loading {name}", spinner="dots"):
+            return load_adapter(name, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+
+    return run_cases(
+        cases,
+        load_model=load,
+        default_model=settings.default_model,
+        data_dir=settings.data_dir,
+        tenant=tenant,
+        suite=suite_name,
+        max_sources=settings.max_sources,
+        max_source_chars=settings.max_source_chars,
+        on_case=lambda i, name: err.print(f"[{i + 1}/{len(cases)}] auditing {name}", highlight=False),
+    )
+
+
+def print_verdict(verdict, *, console: Console) -> None:
+    """One row per case: status, the thresholds in force against the measured figures."""
+    from faithaudit.gating.verdict import failure_message
+
+    table = Table(title=f"Gate: {verdict.suite or 'suite'}", title_justify="left")
+    for col in ("case", "status", "thresholds (limit / measured)", "failures"):
+        table.add_column(col, overflow="fold")
+    style = {"passed": "green", "failed": "red", "error": "yellow"}
+    measured_key = {
+        "min_context_reliance": "context_reliance",
+        "min_faithfulness_score": "faithfulness_score",
+        "min_citation_precision": "citation_precision",
+        "max_attended_not_relied": "attended_not_relied",
+    }
+    for case in verdict.cases:
+        figures = []
+        for key, limit in case.thresholds.items():
+            value = case.measured.get(measured_key.get(key, key))
+            figures.append(f"{key} {limit:g} / {_fmt(value, '.3g')}")
+        detail = case.error if case.status == "error" else failure_message(case) or "—"
+        table.add_row(case.name, f"[{style[case.status]}]{case.status}[/]", "\n".join(figures), detail)
+    console.print(table)
+
+
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 db_app = typer.Typer(no_args_is_help=True, help="The audit store's schema.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+trace_app = typer.Typer(no_args_is_help=True, help="Turn recorded agent traces into audit requests.")
+app.add_typer(trace_app, name="trace")
+
+
+@trace_app.command("tau-bench")
+def trace_tau_bench(
+    runs: Annotated[Path, typer.Argument(help="A JSONL file of tau-bench runs (messages + system_prompt_ref).")],
+    run: Annotated[str, typer.Option("--run", help="The run's id.")],
+    answer: Annotated[int, typer.Option(help="Which assistant answer after a tool call to audit (-1: last).")] = -1,
+    system_prompt: Annotated[
+        Path | None, typer.Option(help="The domain's system prompt (default: the run's system_prompt_ref).")
+    ] = None,
+    max_prompt_tokens: Annotated[int | None, typer.Option(help="Trim the trace to this many tokens.")] = None,
+    keep_last_turns: Annotated[int, typer.Option(help="Turns at the end that trimming keeps.")] = 4,
+    audit_last: Annotated[int | None, typer.Option(help="Audit only the last K non-empty tool outputs.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the request here (default: stdout).")] = None,
+) -> None:
+    """Convert one tau-bench run into an agent audit request (JSON)."""
+    from faithaudit.api_schemas import AuditRequest
+    from faithaudit.errors import FaithauditError
+    from faithaudit.tools.traces import iter_jsonl, tau_bench_request
+
+    try:
+        record = next((r for r in iter_jsonl(runs) if r.get("id") == run), None)
+        if record is None:
+            raise BadInput(f"{runs}: no run with id {run!r}")
+        prompt_path = system_prompt or (
+            runs.parent / record["system_prompt_ref"] if record.get("system_prompt_ref") else None
+        )
+        prompt = prompt_path.read_text(encoding="utf-8") if prompt_path else None
+        data = tau_bench_request(
+            record,
+            system_prompt=prompt,
+            answer=answer,
+            max_prompt_tokens=max_prompt_tokens,
+            keep_last_turns=keep_last_turns,
+        )
+        if audit_last is not None:
+            trace = AuditRequest.model_validate(data).pipeline.trace(query="")
+            data["pipeline"]["audit_steps"] = trace.auditable()[-audit_last:]
+        AuditRequest.model_validate(data)
+    except (OSError, ValueError, FaithauditError, BadInput) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _write(out, text)
 
 
 def _store():

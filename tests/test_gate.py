@@ -30,3 +30,14 @@ def test_a_threshold_on_an_unmeasured_figure_fails():
     )
     assert {f.threshold for f in gate.failures} == {"max_attended_not_relied", "min_citation_precision"}
     assert all(f.measured is None and "not measured" in f.message for f in gate.failures)
+
+
+def test_a_flip_does_not_make_a_distracting_source_decisive():
+    from faithaudit.api_schemas import LabelThresholds
+    from faithaudit.audits.labels import label_source
+
+    rules = LabelThresholds()
+    args = {"attention": None, "num_sources": 3, "rules": rules}
+    assert label_source(reliance=-2.8, answer_changed=True, **args) == "distracting"
+    assert label_source(reliance=0.1, answer_changed=True, **args) == "decisive"
+    assert label_source(reliance=2.5, answer_changed=False, **args) == "decisive"

@@ -271,3 +271,32 @@ def test_hostile_inputs_get_4xx_never_500(api, model):
     }
     r = client.post("/v1/audits", json=many, headers=h)
     assert r.status_code == 422 and "250 sentences" in r.json()["error"]["fields"][0]["msg"]
+
+
+def test_agent_traces_are_validated_at_submit(api, model):
+    """A good agent trace is accepted (its prompt counted by the torch-free tokenizer); bad ones are 422 naming
+    the step; a trace that cannot be trimmed to its budget is 422 naming max_prompt_tokens."""
+    client, _, keys = api
+    h = auth(keys["acme"])
+    case = load_example("agent_case.json")
+    assert client.post("/v1/audits", json=case, headers=h).status_code == 202
+    bad_tool = json.loads(json.dumps(case))
+    bad_tool["pipeline"]["steps"][1]["tool"] = "stock_price"
+    bad_args = json.loads(json.dumps(case))
+    bad_args["pipeline"]["steps"][2]["arguments"] = {"expression": ["1", "2"]}
+    orphan = {
+        "query": "q",
+        "pipeline": {"kind": "agent", "messages": [{"role": "tool", "tool_call_id": "c9", "content": "2"}]},
+    }
+    too_long = json.loads(json.dumps(case))
+    too_long["pipeline"]["max_prompt_tokens"] = 100
+    cases = {
+        "pipeline.steps[1].tool": bad_tool,
+        "pipeline.steps[2].arguments": bad_args,
+        "pipeline.messages[0].tool_call_id": orphan,
+        "pipeline.max_prompt_tokens": too_long,
+    }
+    for path, body in cases.items():
+        r = client.post("/v1/audits", json=body, headers=h)
+        assert r.status_code == 422, (path, r.text)
+        assert any(f["path"] == path for f in r.json()["error"]["fields"]), (path, r.text)

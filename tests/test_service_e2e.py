@@ -25,6 +25,15 @@ from service_harness import (
 )
 
 SMALL = load_example("fictional_fact.json") | {"audit": {"num_ablations": 4, "answer_flip_top_k": 1}}
+# An agent trace replayed by the worker: tool-output removal, an unavailable tool, policy replay with the registry.
+AGENT = load_example("agent_case.json") | {
+    "audit": {
+        "methods": ["attention", "leave_one_out", "tool_unavailable", "policy_replay"],
+        "answer_flip_top_k": 0,
+        "replay_turns": 1,
+    },
+    "model": {"max_new_tokens": 16},
+}
 # Long enough (tens of seconds on 2 cores) to be killed half-way.
 LONG = load_example("fictional_fact.json") | {"audit": {"num_ablations": 48, "answer_flip_top_k": 2}}
 
@@ -65,12 +74,19 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
         try:
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
                 audit_id = client.post("/v1/audits", json=SMALL).json()["id"]
+                agent_id = client.post("/v1/audits", json=AGENT).json()["id"]
                 done = wait_for(client, audit_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=300)
                 assert done["status"] == "succeeded", (done.get("error"), worker.tail())
                 assert done["progress"]["fraction"] == 1.0 and done["attempts"] == 1
                 assert _strip_timings(done["report"]) == cli_report
                 page = httpx.get(done["report_url"], timeout=10)
                 assert page.status_code == 200 and "Tarsquin" in page.text
+                agent = wait_for(client, agent_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=300)
+                assert agent["status"] == "succeeded", (agent.get("error"), worker.tail())
+                sources = {s["id"]: s for s in agent["report"]["sources"]}
+                assert max(sources, key=lambda k: sources[k]["reliance"]) == "calculator#3"
+                assert all(s["kind"] == "tool_output" and s["replay_without"] for s in sources.values())
+                assert "Tool calls" in httpx.get(agent["report_url"], timeout=10).text
         finally:
             worker.stop()
             api.stop()

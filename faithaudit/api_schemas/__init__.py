@@ -1,15 +1,26 @@
 """Typed contracts at the edges (pydantic v2). Imports nothing else of faithaudit; never torch."""
 
+from faithaudit.api_schemas.agent import AgentPipeline, ChatMessage, ToolSpec, ToolStep
+from faithaudit.api_schemas.corpus import CorpusCreate, CorpusDocumentIn, CorpusDocumentsIn, CorpusInfo
 from faithaudit.api_schemas.errors import format_loc, validation_fields
 from faithaudit.api_schemas.report import (
+    AgentReport,
     AuditReport,
     Cost,
     GateFailure,
     GateResult,
     MethodCost,
     ModelInfo,
+    NextActionReport,
+    ReplayCall,
+    ReplayReport,
+    RetrievalInfo,
+    RetrievalSensitivity,
+    RetrievalVariant,
+    RetrievedDocument,
     SourceReport,
     Summary,
+    TrimReport,
 )
 from faithaudit.api_schemas.request import (
     DEFAULT_METHODS,
@@ -22,21 +33,53 @@ from faithaudit.api_schemas.request import (
     Pipeline,
     PromptSpec,
     RagPipeline,
+    RetrieverPipeline,
     Thresholds,
 )
 from faithaudit.api_schemas.service import (
     RUN_AUDIT_TASK,
+    RUN_JOB_TASK,
     AuditAccepted,
     AuditList,
     AuditStatus,
     AuditSummary,
     ErrorBody,
+    GateStatus,
+    JobAccepted,
+    JobStatus,
     Links,
     Progress,
 )
+from faithaudit.api_schemas.suite import CaseVerdict, GateSuite, GateVerdict, SuiteCase
 
 __all__ = [
+    "AgentPipeline",
+    "AgentReport",
+    "ChatMessage",
+    "NextActionReport",
+    "ReplayCall",
+    "ReplayReport",
+    "ToolSpec",
+    "ToolStep",
+    "TrimReport",
     "RUN_AUDIT_TASK",
+    "RUN_JOB_TASK",
+    "CaseVerdict",
+    "CorpusCreate",
+    "CorpusDocumentIn",
+    "CorpusDocumentsIn",
+    "CorpusInfo",
+    "GateStatus",
+    "GateSuite",
+    "GateVerdict",
+    "JobAccepted",
+    "JobStatus",
+    "RetrievalInfo",
+    "RetrievalSensitivity",
+    "RetrievalVariant",
+    "RetrievedDocument",
+    "RetrieverPipeline",
+    "SuiteCase",
     "AuditAccepted",
     "AuditList",
     "AuditStatus",

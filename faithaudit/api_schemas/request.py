@@ -6,8 +6,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Method = Literal["attention", "leave_one_out", "context_ablation", "no_context"]
+from faithaudit.api_schemas.agent import AgentPipeline
+from faithaudit.api_schemas.errors import PathValueError
+
+Method = Literal[
+    "attention",
+    "leave_one_out",
+    "context_ablation",
+    "no_context",
+    "tool_unavailable",
+    "tool_counterfactual",
+    "policy_replay",
+]
 DEFAULT_METHODS: tuple[Method, ...] = ("attention", "leave_one_out", "context_ablation", "no_context")
+AGENT_METHODS: tuple[Method, ...] = ("tool_unavailable", "tool_counterfactual", "policy_replay")
+DEFAULT_AGENT_METHODS: tuple[Method, ...] = DEFAULT_METHODS + AGENT_METHODS
 
 DEFAULT_TEMPLATE = "Context: {context}\n\nQuery: {query}"
 
@@ -53,8 +66,20 @@ class RagPipeline(_Strict):
         return documents
 
 
-# A union on ``kind``: agent and retriever pipelines join it later.
-Pipeline = Annotated[RagPipeline, Field(discriminator="kind")]
+CORPUS_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_RETRIEVER_K = 50
+
+
+class RetrieverPipeline(_Strict):
+    """Replay a retriever: the top ``k`` documents of a named corpus (of the caller's tenant) for the query."""
+
+    kind: Literal["retriever"] = "retriever"
+    corpus: str = Field(pattern=CORPUS_NAME_PATTERN, description="A corpus of this tenant (`faithaudit corpus add`).")
+    k: int = Field(default=5, ge=1, le=MAX_RETRIEVER_K, description="How many documents the retriever returns.")
+
+
+# A union on ``kind``.
+Pipeline = Annotated[RagPipeline | RetrieverPipeline | AgentPipeline, Field(discriminator="kind")]
 
 
 class PromptSpec(_Strict):
@@ -118,6 +143,9 @@ class AuditOptions(_Strict):
     granularity: Literal["document", "sentence"] = "document"
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     answer_flip_top_k: int = Field(default=3, ge=0, le=50, description="Regenerate without the top-k sources.")
+    replay_turns: int = Field(
+        default=0, ge=0, le=8, description="Agent audits: replay to an answer, with up to this many new tool calls."
+    )
     labels: LabelThresholds = Field(default_factory=LabelThresholds)
 
     @field_validator("methods")
@@ -147,6 +175,28 @@ class AuditRequest(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     audit: AuditOptions = Field(default_factory=AuditOptions)
     thresholds: Thresholds | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _agent_default_methods(cls, data: Any) -> Any:
+        """An agent audit without explicit ``audit.methods`` also runs the tool interventions."""
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("pipeline"), dict)
+            and data["pipeline"].get("kind") == "agent"
+        ):
+            audit = data.get("audit")
+            if audit is None or (isinstance(audit, dict) and "methods" not in audit):
+                data = {**data, "audit": {**(audit or {}), "methods": list(DEFAULT_AGENT_METHODS)}}
+        return data
+
+    @model_validator(mode="after")
+    def _methods_fit_pipeline(self) -> AuditRequest:
+        if self.pipeline.kind != "agent":
+            for k, method in enumerate(self.audit.methods):
+                if method in AGENT_METHODS:
+                    raise PathValueError(("audit", "methods", k), f"{method} applies to agent pipelines only")
+        return self
 
     @field_validator("query")
     @classmethod

@@ -8,9 +8,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from faithaudit.api_schemas.report import AuditReport
+from faithaudit.api_schemas.suite import GateVerdict
 
 # The service reaches the workers by task name only (it never imports them).
 RUN_AUDIT_TASK = "faithaudit.run_audit"
+RUN_JOB_TASK = "faithaudit.run_job"  # corpus builds and gate suites
 
 AuditStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -67,3 +69,35 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+JobKind = Literal["corpus_create", "corpus_add", "gate"]
+
+
+class JobLinks(BaseModel):
+    self: str
+
+
+class JobAccepted(BaseModel):
+    id: str
+    kind: JobKind
+    status: AuditStatusName
+    links: JobLinks
+
+
+class JobStatus(BaseModel):
+    """A corpus build or a gate run: poll until ``status`` is succeeded or failed."""
+
+    id: str
+    kind: JobKind
+    status: AuditStatusName
+    attempts: int
+    error: str | None = None
+    result: dict | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class GateStatus(JobStatus):
+    verdict: GateVerdict | None = Field(None, description="Once succeeded: the suite's verdict.")

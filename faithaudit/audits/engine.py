@@ -23,11 +23,14 @@ from faithaudit.api_schemas import (
     SourceReport,
     Summary,
 )
+from faithaudit.api_schemas.agent import AgentPipeline
+from faithaudit.api_schemas.report import AgentReport, TrimReport
 from faithaudit.audits import ablation, interventions
+from faithaudit.audits.agent_prompt import AgentLayout, build_agent_layout
 from faithaudit.audits.citations import cited_documents
 from faithaudit.audits.gate import evaluate_gate
 from faithaudit.audits.labels import label_source, ranks_descending
-from faithaudit.audits.model import ModelAdapter, ResponseScore
+from faithaudit.audits.model import CachedContext, ModelAdapter, ResponseScore
 from faithaudit.audits.prompt import PromptLayout, build_layout, check_fits
 from faithaudit.audits.reliance import (
     LassoSolver,
@@ -35,8 +38,21 @@ from faithaudit.audits.reliance import (
     leave_one_out_reliance,
     spearman,
 )
+from faithaudit.audits.replay import ToolCaller
 from faithaudit.audits.scoring import BaseRun, logit_probs, logprobs, score_full_context, score_masks
-from faithaudit.errors import FaithauditError, InvalidRequestError
+from faithaudit.audits.source_limits import check_source_limits
+from faithaudit.audits.tool_interventions import (
+    Counterfactual,
+    PolicyFinding,
+    agent_reading,
+    copies,
+    counterfactual_outputs,
+    policy_replay,
+    replaced_reliance,
+    source_reading,
+    unavailable_outputs,
+)
+from faithaudit.errors import FaithauditError
 
 Progress = Callable[[float, str], None]
 _DIGITS = 6  # reports round floats so that two runs serialise byte-identically
@@ -93,28 +109,33 @@ def run_audit(
     solver: SurrogateSolver | None = None,
     max_sources: int | None = None,
     max_source_chars: int | None = None,
+    tools: Callable[[AgentLayout], ToolCaller] | None = None,
 ) -> AuditReport:
-    """Audit ``request`` with ``model``. Limits (from settings) turn oversized input into field errors."""
+    """Audit ``request`` with ``model``. Limits (from settings) turn oversized input into field errors.
+    ``tools`` builds the tool registry an agent replay calls (``faithaudit.tools.registry_for``)."""
     opts = request.audit
     methods = set(opts.methods)
-    if max_source_chars is not None:
-        for i, doc in enumerate(request.pipeline.documents):
-            if len(doc.text) > max_source_chars:
-                raise InvalidRequestError.for_field(
-                    f"pipeline.documents[{i}].text",
-                    f"{len(doc.text)} characters is over the limit of {max_source_chars}",
-                )
-    layout = build_layout(request, model)
+    check_source_limits(request, max_sources=max_sources, max_source_chars=max_source_chars)
+    given_response = request.response
+    if isinstance(request.pipeline, AgentPipeline):
+        if given_response is None:
+            given_response = request.pipeline.trace(query=request.query).final_answer
+        generates = given_response is None or opts.answer_flip_top_k > 0 or "policy_replay" in methods
+        response_len = max(
+            len(model.encode(given_response)) if given_response else 0,
+            request.model.max_new_tokens if generates else 0,
+        )
+        layout: PromptLayout | AgentLayout = build_agent_layout(request, model, response_len=response_len)
+    else:
+        layout = build_layout(request, model)
     n = layout.num_sources
-    if max_sources is not None and n > max_sources:
-        raise InvalidRequestError.for_field("pipeline.documents", f"{n} sources is over the limit of {max_sources}")
     meter = _Meter(model)
     full_prompt = layout.build()
 
     # -- the response: given, or generated greedily from the full context ------------------------------------
     answer_full: str | None = None
-    if request.response is not None:
-        response_text, origin = request.response, "request"
+    if given_response is not None:
+        response_text, origin = given_response, ("request" if request.response is not None else "trace")
     else:
         check_fits(len(full_prompt.ids), request.model.max_new_tokens, model)
         with meter.measure("generate"):
@@ -137,7 +158,8 @@ def run_audit(
         + (n if "leave_one_out" in methods else 0)
         + (1 if "no_context" in methods else 0)
         + (ablation_passes if ablating else 0)
-        + flips,
+        + flips
+        + n * sum(m in methods for m in ("tool_unavailable", "tool_counterfactual", "policy_replay")),
         callback=progress,
     )
 
@@ -149,6 +171,7 @@ def run_audit(
 
     reliance: np.ndarray | None = None
     reused: list[tuple[np.ndarray, ResponseScore]] = []  # passes the adaptive surrogate fit may reuse
+    loo_lp: np.ndarray | None = None
     if "leave_one_out" in methods:
         with meter.measure("leave_one_out"):
             loo = score_masks(
@@ -159,7 +182,8 @@ def run_audit(
                 base=base,
                 on_each=lambda: tracker.step("leave_one_out"),
             )
-        reliance = leave_one_out_reliance(full_lp, logprobs(loo))
+        loo_lp = logprobs(loo)
+        reliance = leave_one_out_reliance(full_lp, loo_lp)
         reused += list(zip(interventions.leave_one_out_masks(n), loo, strict=True))
 
     none_score: ResponseScore | None = None
@@ -198,17 +222,38 @@ def run_audit(
     if flips and ranking is not None:
         with meter.measure("answer_flip"):
             if answer_full is None:
-                answer_full = _generate(model, full_prompt.ids, request.model.max_new_tokens)
+                answer_full = _generate(model, full_prompt.ids, request.model.max_new_tokens, base.cache)
             for i in sorted(range(n), key=lambda i: (-ranking[i], i))[:flips]:
-                text = _generate(model, layout.without(i).ids, request.model.max_new_tokens)
+                text = _generate(model, layout.without(i).ids, request.model.max_new_tokens, base.cache)
                 answer_without[i] = text
-                answer_changed[i] = normalize_answer(text) != normalize_answer(answer_full)
+                if isinstance(layout, AgentLayout) and answer_numbers(response_text, request.query):
+                    answer_changed[i] = not answer_numbers(response_text, request.query) <= set(_NUMBER.findall(text))
+                else:
+                    answer_changed[i] = normalize_answer(text) != normalize_answer(answer_full)
                 tracker.step("answer_flip")
+
+    found = _ToolFindings()
+    if isinstance(layout, AgentLayout):
+        if request.audit.replay_turns and tools is None:
+            raise FaithauditError("audit.replay_turns needs a tool registry: pass `tools` to run_audit")
+        found = _tool_findings(
+            model,
+            layout,
+            response_ids,
+            base,
+            request,
+            response_text=response_text,
+            loo_lp=loo_lp,
+            meter=meter,
+            tracker=tracker,
+            tools=tools(layout) if tools is not None and request.audit.replay_turns else None,
+        )
 
     return _assemble(
         request=request,
         model=model,
         layout=layout,
+        tools=found,
         response_text=response_text,
         origin=origin,
         response_tokens=len(response_ids),
@@ -223,6 +268,68 @@ def run_audit(
         answer_without=answer_without,
         meter=meter,
     )
+
+
+@dataclass
+class _ToolFindings:
+    unavailable: dict[int, float] = field(default_factory=dict)
+    counterfactual: dict[int, float] = field(default_factory=dict)
+    counterfactual_outputs: dict[int, Counterfactual] = field(default_factory=dict)
+    policy: dict[int, PolicyFinding] = field(default_factory=dict)
+
+
+def _tool_findings(
+    model: ModelAdapter,
+    layout: AgentLayout,
+    response_ids: list[int],
+    base: BaseRun,
+    request: AuditRequest,
+    *,
+    response_text: str,
+    loo_lp: np.ndarray | None,
+    meter: _Meter,
+    tracker: _Progress,
+    tools: ToolCaller | None,
+) -> _ToolFindings:
+    methods = request.audit.methods
+    found = _ToolFindings()
+    if "tool_unavailable" in methods:
+        with meter.measure("tool_unavailable"):
+            found.unavailable = replaced_reliance(
+                model,
+                layout,
+                response_ids,
+                base,
+                unavailable_outputs(layout),
+                on_each=lambda: tracker.step("tool_unavailable"),
+            )
+    if "tool_counterfactual" in methods:
+        found.counterfactual_outputs = counterfactual_outputs(layout)
+        with meter.measure("tool_counterfactual"):
+            found.counterfactual = replaced_reliance(
+                model,
+                layout,
+                response_ids,
+                base,
+                {i: c.text for i, c in found.counterfactual_outputs.items()},
+                on_each=lambda: tracker.step("tool_counterfactual"),
+            )
+        tracker.step("tool_counterfactual", layout.num_sources - len(found.counterfactual_outputs))
+    if "policy_replay" in methods:
+        with meter.measure("policy_replay"):
+            found.policy = policy_replay(
+                model,
+                layout,
+                response_ids,
+                base,
+                response_text=response_text,
+                max_new_tokens=request.model.max_new_tokens,
+                loo_logprobs=loo_lp,
+                tools=tools,
+                replay_turns=request.audit.replay_turns,
+                on_each=lambda: tracker.step("policy_replay"),
+            )
+    return found
 
 
 def _context_ablation(
@@ -258,11 +365,18 @@ def _context_ablation(
     return result.surrogate.weights, result.surrogate.bias, result.lds
 
 
-def _generate(model: ModelAdapter, prompt_ids, max_new_tokens: int) -> str:
-    return model.decode(model.generate(prompt_ids, max_new_tokens=max_new_tokens)).strip()
+def _generate(model: ModelAdapter, prompt_ids, max_new_tokens: int, reuse: CachedContext | None = None) -> str:
+    return model.decode(model.generate(prompt_ids, max_new_tokens=max_new_tokens, reuse=reuse)).strip()
 
 
 _PUNCT = re.compile(r"[^\w\s]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def answer_numbers(response: str, query: str) -> set[str]:
+    """The numbers an answer adds to its question. An agent's answer flips when a regenerated answer loses one
+    of them (a small model rarely repeats a whole answer word for word)."""
+    return set(_NUMBER.findall(response)) - set(_NUMBER.findall(query))
 
 
 def normalize_answer(text: str) -> str:
@@ -283,7 +397,8 @@ def _assemble(
     *,
     request: AuditRequest,
     model: ModelAdapter,
-    layout: PromptLayout,
+    layout: PromptLayout | AgentLayout,
+    tools: _ToolFindings,
     response_text: str,
     origin: str,
     response_tokens: int,
@@ -305,8 +420,9 @@ def _assemble(
     att = [None if attention is None else float(attention.share[i]) for i in range(n)]
     rel_ranks = ranks_descending(rel)
     att_ranks = ranks_descending(att)
-    doc_ids = [d.id for d in request.pipeline.documents]
+    doc_ids = list(dict.fromkeys(src.document_id for src in layout.sources))
     cited_docs = cited_documents(response_text, doc_ids)
+    steps = {s.id: s for s in layout.steps} if isinstance(layout, AgentLayout) else {}
 
     sources: list[SourceReport] = []
     for i, src in enumerate(layout.sources):
@@ -339,6 +455,8 @@ def _assemble(
                 ),
             )
         )
+        if isinstance(layout, AgentLayout):
+            sources[-1] = _with_tool_fields(sources[-1], steps[src.id], i, tools, response_text)
 
     summary = _summary(
         request=request,
@@ -351,18 +469,66 @@ def _assemble(
         cited_docs=cited_docs,
         answer_full=answer_full,
     )
+    agent = None
+    if isinstance(layout, AgentLayout):
+        trim = layout.trim
+        agent = AgentReport(
+            tool_calls=len(layout.steps),
+            audited_steps=[s.id for s in layout.sources],
+            trim=None
+            if trim is None
+            else TrimReport(
+                max_prompt_tokens=trim.max_prompt_tokens,
+                tokens_before=trim.tokens_before,
+                tokens_after=trim.tokens_after,
+                dropped_turns=list(trim.dropped_turns),
+                dropped_steps=list(trim.dropped_steps),
+            ),
+            reading=agent_reading([s.reading or "" for s in sources]),
+        )
     return AuditReport(
         query=request.query,
         response=response_text,
         response_origin=origin,
         prompt_template=layout.user_template,
-        granularity=request.audit.granularity,
+        granularity="tool_output" if isinstance(layout, AgentLayout) else request.audit.granularity,
         methods=list(request.audit.methods),
         model=_model_info(request, model),
         sources=sources,
         summary=summary,
         gate=evaluate_gate(request.thresholds, summary, methods=request.audit.methods),
         cost=meter.cost(),
+        agent=agent,
+    )
+
+
+def _with_tool_fields(source: SourceReport, step, i: int, tools: _ToolFindings, response: str) -> SourceReport:
+    policy = tools.policy.get(i)
+    cf = tools.counterfactual_outputs.get(i)
+    return source.model_copy(
+        update={
+            "tool": step.tool,
+            "arguments": dict(step.arguments),
+            "reliance_unavailable": _r(tools.unavailable.get(i)),
+            "reliance_counterfactual": _r(tools.counterfactual.get(i)),
+            "counterfactual_output": None if cf is None else cf.text,
+            "counterfactual_origin": None if cf is None else cf.origin,
+            "next_action_recorded": None if policy is None else policy.recorded,
+            "next_action_full": None if policy is None else policy.full,
+            "next_action_without": None if policy is None else policy.without,
+            "next_action_logprob_drop": None if policy is None else _r(policy.logprob_drop),
+            "policy_changed": None if policy is None else policy.changed,
+            "policy_changed_vs_model": None if policy is None else policy.changed_vs_model,
+            "replay_without": None if policy is None else policy.replay,
+            "reading": source_reading(
+                source_id=source.id,
+                label=source.label,
+                reliance=source.reliance,
+                attention=source.attention,
+                copied=copies(response, source.text),
+                policy_changed=None if policy is None else policy.changed_vs_model,
+            ),
+        }
     )
 
 

@@ -3,7 +3,8 @@
 Attention labels win over reliance labels:
   attended_not_relied   attention >= attended_factor / n  and |reliance| < supporting
   relied_not_attended   reliance >= supporting            and attention < not_attended_factor / n
-  decisive              reliance >= decisive, or removing it changes the greedy answer
+  decisive              reliance >= decisive, or removing it changes the greedy answer (unless reliance is
+                        at or below distracting: a flip of the greedy path does not outweigh a measured gain)
   supporting            supporting <= reliance < decisive
   distracting           reliance <= distracting
   unused                otherwise
@@ -29,7 +30,7 @@ def label_source(
             return "attended_not_relied"
         if reliance >= rules.supporting and attention < rules.not_attended_factor / num_sources:
             return "relied_not_attended"
-    if reliance >= rules.decisive or answer_changed:
+    if reliance >= rules.decisive or (answer_changed and reliance > rules.distracting):
         return "decisive"
     if reliance >= rules.supporting:
         return "supporting"

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from faithaudit.audits.prompt import chat_messages, plain_prompt
+from faithaudit.audits.prompt import chat_messages, plain_chat
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
 from faithaudit.audits.split_attention import split_prefix_attention
 
@@ -80,6 +80,8 @@ class ModelAdapter(Protocol):
 
     def chat_prompt(self, *, system: str | None, user: str) -> str: ...
 
+    def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str: ...
+
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
@@ -94,7 +96,9 @@ class ModelAdapter(Protocol):
         probe: AttentionProbe | None = None,
     ) -> tuple[ResponseScore, CachedContext | None]: ...
 
-    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int) -> list[int]: ...
+    def generate(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
+    ) -> list[int]: ...
 
 
 @dataclass
@@ -140,10 +144,14 @@ class HFModelAdapter:
 
     # -- text ---------------------------------------------------------------------------------------------
     def chat_prompt(self, *, system: str | None, user: str) -> str:
+        return self.render_chat(chat_messages(system=system, user=user), add_generation_prompt=True)
+
+    def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
-            return plain_prompt(system=system, user=user)
-        messages = chat_messages(system=system, user=user)
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return plain_chat(messages)
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def encode(self, text: str) -> list[int]:
         if not text:
@@ -198,11 +206,26 @@ class HFModelAdapter:
         return ResponseScore(token_logprobs=token_lp), cached
 
     @torch.inference_mode()
-    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int) -> list[int]:
+    def generate(
+        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
+    ) -> list[int]:
+        """Greedy continuation. With ``reuse``, the prompt's common prefix with that cached sequence is not fed
+        again (the prompts of answer flips and policy replay share most of their tokens with the full one)."""
+        from transformers import DynamicCache
+
         input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        prefix = min(reuse.common_prefix(prompt_ids), len(prompt_ids) - 1) if reuse is not None else 0
+        cache = None
+        if prefix > 0:
+            assert reuse is not None
+            cache = DynamicCache(
+                ddp_cache_data=[(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv],
+                config=self.model.config,
+            )
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
+            cache=cache,
             max_new_tokens=max_new_tokens,
             do_sample=False,
             temperature=None,

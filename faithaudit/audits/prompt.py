@@ -32,17 +32,22 @@ def chat_messages(*, system: str | None, user: str) -> list[dict[str, str]]:
     return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
 
 
-def plain_prompt(*, system: str | None, user: str) -> str:
-    """The prompt for a model without a chat template."""
-    head = f"{system}\n\n" if system else ""
-    return f"{head}{user}\n\n"
+def plain_chat(messages: Sequence[dict[str, str]]) -> str:
+    """Messages as plain text, for a model without a chat template: a blank line after each turn."""
+    out = []
+    for m in messages:
+        if not m["content"] and m["role"] == "system":
+            continue
+        prefix = "" if m["role"] in ("system", "user") else f"{m['role']}: "
+        out.append(f"{prefix}{m['content']}\n\n")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
 class Source:
     index: int
     id: str
-    kind: Literal["document", "sentence"]
+    kind: Literal["document", "sentence", "tool_output"]
     document_id: str
     text: str
 

@@ -77,3 +77,25 @@ def logprobs(scores: Sequence[ResponseScore]) -> np.ndarray:
 
 def logit_probs(scores: Sequence[ResponseScore]) -> np.ndarray:
     return np.array([s.logit_prob for s in scores], dtype=np.float64)
+
+
+def score_pairs(
+    model: ModelAdapter,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],  # (prompt ids, target ids)
+    *,
+    base: BaseRun | None,
+    on_each: Callable[[], None] | None = None,
+) -> list[ResponseScore]:
+    """Score each target after its prompt, in the given order, reusing the longest cached prefix among the
+    full context and the previous pair (for replaced tool outputs and next-action prefixes)."""
+    out: list[ResponseScore] = []
+    previous: CachedContext | None = None
+    for prompt_ids, target_ids in pairs:
+        full_ids = tuple(prompt_ids) + tuple(target_ids)
+        candidates = [c for c in (base.cache if base else None, previous) if c is not None]
+        reuse = max(candidates, key=lambda c: c.common_prefix(full_ids), default=None)
+        score, previous = model.score(prompt_ids, target_ids, reuse=reuse, keep_cache=len(pairs) > 1)
+        out.append(score)
+        if on_each is not None:
+            on_each()
+    return out

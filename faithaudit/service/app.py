@@ -18,7 +18,7 @@ from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import BodySizeLimit
 from faithaudit.service.queue import Enqueuer
 from faithaudit.service.reaper import ReaperThread
-from faithaudit.service.routes import audits, health
+from faithaudit.service.routes import audits, health, jobs
 from faithaudit.service.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def create_app(
                 app.state.enqueuer.send,
                 interval=settings.reaper_interval_seconds,
                 stale_enqueue_seconds=max(300.0, 10 * settings.lease_seconds),
+                send_job=app.state.enqueuer.send_job,
             )
             reaper.start()
         yield
@@ -66,6 +67,7 @@ def create_app(
     app.state.key_cache = KeyCache(ttl=settings.key_cache_seconds)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(audits.router)
+    app.include_router(jobs.router)
     app.include_router(health.router)
 
     @app.exception_handler(FaithauditError)

@@ -121,6 +121,53 @@ def _table(sources: list[SourceReport]) -> str:
     return f"<section><h2>Sources</h2>{table}</section>"
 
 
+def _tool_calls(report: AuditReport) -> str:
+    if report.agent is None:
+        return ""
+
+    def action(a) -> str:
+        if a is None:
+            return "—"
+        if a.kind == "tool_call":
+            return f"<code>{escape(a.tool or '')}</code>"
+        return escape(a.kind.replace("_", " "))
+
+    rows = "".join(
+        f"<tr><td><code>{escape(src.id)}</code></td><td>{escape(src.tool or '')}</td>"
+        f'<td class="num">{_num(src.reliance_unavailable, 2)}</td>'
+        f'<td class="num">{_num(src.reliance_counterfactual, 2)}</td>'
+        f'<td class="num">{_num(src.next_action_logprob_drop, 2)}</td>'
+        f"<td>{action(src.next_action_recorded)}</td><td>{action(src.next_action_without)}</td>"
+        f"<td>{_yes_no(src.policy_changed)}</td><td>{escape(src.reading or '')}</td></tr>"
+        for src in report.sources
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "step",
+            "tool",
+            "reliance if unavailable",
+            "reliance if counterfactual",
+            "next-action drop (nats)",
+            "recorded next action",
+            "next action without it",
+            "policy changed",
+            "reading",
+        )
+    )
+    trim = report.agent.trim
+    trimmed = (
+        f'<p class="muted">Trimmed from {trim.tokens_before} to {trim.tokens_after} prompt tokens; dropped '
+        f"{len(trim.dropped_turns)} turns and steps {escape(', '.join(trim.dropped_steps) or 'none')}.</p>"
+        if trim is not None
+        else ""
+    )
+    return (
+        f"<section><h2>Tool calls</h2><p>{escape(report.agent.reading)}</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{trimmed}</section>"
+    )
+
+
 def _chart(sources: list[SourceReport]) -> str:
     """Grouped horizontal bars around a shared zero line; each series scaled to its own max |value|."""
     width, left, right, top, row, bar = 760, 170, 20, 48, 36, 13
@@ -196,6 +243,7 @@ def render_report_html(report: AuditReport, *, title: str | None = None) -> str:
             _header(report, title),
             _summary(report),
             _table(report.sources),
+            _tool_calls(report),
             _chart(report.sources),
             _texts(report.sources),
             cost_line,

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 
-from faithaudit.api_schemas import RUN_AUDIT_TASK
+from faithaudit.api_schemas import RUN_AUDIT_TASK, RUN_JOB_TASK
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,17 @@ class Enqueuer:
         return app
 
     def send(self, audit_id: str) -> bool:
+        return self._send(RUN_AUDIT_TASK, audit_id)
+
+    def send_job(self, job_id: str) -> bool:
+        """A corpus build or a gate suite (``RUN_JOB_TASK``)."""
+        return self._send(RUN_JOB_TASK, job_id)
+
+    def _send(self, task: str, item_id: str) -> bool:
         try:
-            self.app.send_task(RUN_AUDIT_TASK, args=[audit_id], queue=self.queue_name, retry=False)
+            self.app.send_task(task, args=[item_id], queue=self.queue_name, retry=False)
         except Exception as exc:  # the broker is down or unreachable: the reaper retries later
-            log.warning("could not enqueue audit %s: %s", audit_id, exc)
+            log.warning("could not enqueue %s %s: %s", task, item_id, exc)
             return False
         return True
 

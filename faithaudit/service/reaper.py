@@ -12,8 +12,18 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-def reap_once(store, send: Callable[[str], bool], *, stale_enqueue_seconds: float) -> list[str]:
-    """Enqueue every audit the store hands back; returns the ids that were enqueued."""
+def reap_once(
+    store,
+    send: Callable[[str], bool],
+    *,
+    stale_enqueue_seconds: float,
+    send_job: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """Enqueue every audit (and job, with ``send_job``) the store hands back; returns the audit ids enqueued."""
+    if send_job is not None:
+        for job_id in store.reap_jobs(stale_enqueue_seconds=stale_enqueue_seconds):
+            if send_job(job_id):
+                store.mark_job_enqueued(job_id)
     sent: list[str] = []
     for audit_id in store.reap(stale_enqueue_seconds=stale_enqueue_seconds):
         if send(audit_id):
@@ -25,16 +35,24 @@ def reap_once(store, send: Callable[[str], bool], *, stale_enqueue_seconds: floa
 
 
 class ReaperThread(threading.Thread):
-    def __init__(self, store, send: Callable[[str], bool], *, interval: float, stale_enqueue_seconds: float) -> None:
+    def __init__(
+        self,
+        store,
+        send: Callable[[str], bool],
+        *,
+        interval: float,
+        stale_enqueue_seconds: float,
+        send_job: Callable[[str], bool] | None = None,
+    ) -> None:
         super().__init__(name="faithaudit-reaper", daemon=True)
-        self._store, self._send = store, send
+        self._store, self._send, self._send_job = store, send, send_job
         self._interval, self._stale = interval, stale_enqueue_seconds
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self._interval):
             try:
-                reap_once(self._store, self._send, stale_enqueue_seconds=self._stale)
+                reap_once(self._store, self._send, stale_enqueue_seconds=self._stale, send_job=self._send_job)
             except Exception:  # a database blip must not kill the reaper
                 log.exception("reaper sweep failed")
 

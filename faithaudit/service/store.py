@@ -108,6 +108,87 @@ audit_events = sa.Table(
 )
 
 
+corpora = sa.Table(
+    "corpora",
+    metadata,
+    sa.Column("tenant", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("num_documents", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("result", sa.Text(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("worker", sa.String(), nullable=True),
+    sa.Column("enqueued_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+)
+
+
+@dataclass(frozen=True)
+class CorpusRow:
+    tenant: str
+    name: str
+    status: str  # pending (its first build job has not run) or ready
+    num_documents: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A corpus build or a gate suite run by a worker."""
+
+    id: str
+    tenant: str
+    kind: str
+    status: str
+    payload: dict
+    result: dict | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+def _to_corpus(row: sa.Row) -> CorpusRow:
+    return CorpusRow(**dict(row._mapping))
+
+
+def _to_job(row: sa.Row) -> JobRow:
+    m = dict(row._mapping)
+    return JobRow(
+        id=m["id"],
+        tenant=m["tenant"],
+        kind=m["kind"],
+        status=m["status"],
+        payload=json.loads(m["payload"]),
+        result=json.loads(m["result"]) if m["result"] is not None else None,
+        error=m["error"],
+        attempts=int(m["attempts"]),
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        updated_at=m["updated_at"],
+    )
+
+
 @dataclass(frozen=True)
 class AuditRow:
     """One audit as callers see it."""
@@ -616,6 +697,133 @@ class Store:
             stale = conn.execute(lost.order_by(audits.c.created_at)).scalars().all()
         seen = set(requeued)
         return requeued + [i for i in stale if i not in seen]
+
+    # -- corpora ---------------------------------------------------------------------------------------------
+
+    def create_corpus(self, tenant: str, name: str, *, now: datetime | None = None) -> CorpusRow:
+        """Register a new (pending) corpus; ConflictError when the tenant already has one by that name."""
+        now = now or _utcnow()
+        values = {"tenant": tenant, "name": name, "status": "pending", "num_documents": 0}
+        try:
+            with self._write() as conn:
+                conn.execute(corpora.insert().values(**values, created_at=now, updated_at=now))
+        except IntegrityError:
+            raise ConflictError(f"corpus {name!r} already exists") from None
+        return CorpusRow(**values, created_at=now, updated_at=now)
+
+    def register_corpus(self, tenant: str, name: str, *, num_documents: int) -> None:
+        """Record a built corpus as ready (insert or update)."""
+        now = _utcnow()
+        with self._write() as conn:
+            done = conn.execute(
+                corpora.update()
+                .where(corpora.c.tenant == tenant, corpora.c.name == name)
+                .values(status="ready", num_documents=num_documents, updated_at=now)
+            )
+            if not done.rowcount:
+                conn.execute(
+                    corpora.insert().values(
+                        tenant=tenant,
+                        name=name,
+                        status="ready",
+                        num_documents=num_documents,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+
+    def drop_corpus(self, tenant: str, name: str) -> None:
+        with self._write() as conn:
+            conn.execute(corpora.delete().where(corpora.c.tenant == tenant, corpora.c.name == name))
+
+    def get_corpus(self, tenant: str, name: str) -> CorpusRow | None:
+        query = sa.select(corpora).where(corpora.c.tenant == tenant, corpora.c.name == name)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _to_corpus(row)
+
+    def list_corpora(self, tenant: str) -> list[CorpusRow]:
+        query = sa.select(corpora).where(corpora.c.tenant == tenant).order_by(corpora.c.name)
+        with self._read() as conn:
+            return [_to_corpus(r) for r in conn.execute(query)]
+
+    # -- jobs (corpus builds, gate suites) -------------------------------------------------------------------
+
+    def create_job(self, *, tenant: str, kind: str, payload: dict, now: datetime | None = None) -> JobRow:
+        now = now or _utcnow()
+        job_id = uuid.uuid4().hex
+        with self._write() as conn:
+            conn.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    tenant=tenant,
+                    kind=kind,
+                    status="queued",
+                    payload=json.dumps(payload),
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+
+    def mark_job_enqueued(self, job_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(enqueued_at=_utcnow()))
+
+    def get_job(self, job_id: str, *, tenant: str | None = None) -> JobRow | None:
+        query = sa.select(jobs).where(jobs.c.id == job_id)
+        if tenant is not None:
+            query = query.where(jobs.c.tenant == tenant)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _to_job(row)
+
+    def claim_job(self, job_id: str, worker_id: str, *, max_attempts: int) -> JobRow | None:
+        """queued -> running for this worker; None when it is not queued (done, taken) or out of attempts."""
+        now = _utcnow()
+        with self._write() as conn:
+            taken = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == "queued", jobs.c.attempts < max_attempts)
+                .values(
+                    status="running",
+                    worker=worker_id,
+                    attempts=jobs.c.attempts + 1,
+                    started_at=sa.func.coalesce(jobs.c.started_at, now),
+                    updated_at=now,
+                )
+            )
+            if not taken.rowcount:
+                return None
+            return _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+
+    def reap_jobs(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> list[str]:
+        """Queued jobs never enqueued (the broker was down at submit) or enqueued long ago: send them again."""
+        now = now or _utcnow()
+        cutoff = now - timedelta(seconds=stale_enqueue_seconds)
+        grace = now - timedelta(seconds=NEVER_ENQUEUED_GRACE_SECONDS)
+        lost = sa.select(jobs.c.id).where(
+            jobs.c.status == "queued",
+            sa.or_(sa.and_(jobs.c.enqueued_at.is_(None), jobs.c.created_at < grace), jobs.c.enqueued_at < cutoff),
+        )
+        with self._read() as conn:
+            return list(conn.execute(lost.order_by(jobs.c.created_at)).scalars().all())
+
+    def finish_job(self, job_id: str, *, result: dict) -> None:
+        self._end_job(job_id, status="succeeded", result=json.dumps(result))
+
+    def fail_job(self, job_id: str, *, error: str) -> None:
+        self._end_job(job_id, status="failed", error=error)
+
+    def _end_job(self, job_id: str, **values: Any) -> None:
+        now = _utcnow()
+        with self._write() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == "running")
+                .values(finished_at=now, updated_at=now, **values)
+            )
 
     # -- history and metrics -----------------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from faithaudit.api_schemas import AuditRequest
+from faithaudit.api_schemas.agent import AgentPipeline
+from faithaudit.audits.agent_prompt import build_agent_layout
 from faithaudit.audits.model_registry import materialized_folder
-from faithaudit.audits.prompt import build_layout, chat_messages, check_fits, plain_prompt
+from faithaudit.audits.prompt import build_layout, chat_messages, check_fits, plain_chat
 from faithaudit.errors import InvalidRequestError
 
 
@@ -28,9 +30,12 @@ class TokenizerOnly:
     template: object | None
 
     def chat_prompt(self, *, system: str | None, user: str) -> str:
+        return self.render_chat(chat_messages(system=system, user=user), add_generation_prompt=True)
+
+    def render_chat(self, messages, *, add_generation_prompt: bool) -> str:
         if self.template is None:
-            return plain_prompt(system=system, user=user)
-        return self.template.render(messages=chat_messages(system=system, user=user), add_generation_prompt=True)
+            return plain_chat(messages)
+        return self.template.render(messages=list(messages), add_generation_prompt=add_generation_prompt)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
@@ -71,12 +76,19 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
     from jinja2 import TemplateError
 
     counter = _load(model_name, folder)
+    response = request.response
+    if response is None and isinstance(request.pipeline, AgentPipeline):
+        response = request.pipeline.trace(query=request.query).final_answer
+    response_len = len(counter.encode(response)) if response else 0
+    generates = response is None or request.audit.answer_flip_top_k > 0 or "policy_replay" in request.audit.methods
+    if generates:
+        response_len = max(response_len, request.model.max_new_tokens)
     try:
-        prompt = build_layout(request, counter).build()
+        if isinstance(request.pipeline, AgentPipeline):
+            prompt = build_agent_layout(request, counter, response_len=response_len).build()
+        else:
+            prompt = build_layout(request, counter).build()
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
-    response_len = len(counter.encode(request.response)) if request.response else 0
-    if request.response is None or request.audit.answer_flip_top_k:
-        response_len = max(response_len, request.model.max_new_tokens)
     check_fits(len(prompt.ids), response_len, counter)
     return True

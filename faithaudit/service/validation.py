@@ -8,7 +8,7 @@ import json
 from pydantic import ValidationError
 
 from faithaudit.api_schemas import AuditRequest, validation_fields
-from faithaudit.audits.sentences import split_sentences
+from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.config import Settings
 from faithaudit.errors import FieldError, InvalidRequestError
 from faithaudit.service.token_budget import check_prompt_fits
@@ -26,8 +26,25 @@ def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
         summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
         raise InvalidRequestError(f"invalid audit request: {summary}", fields=fields) from None
     check_served(request, settings)
-    check_prompt_fits(request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir)
+    if request.pipeline.kind != "retriever":  # a retriever's documents are known only once the worker retrieves
+        check_prompt_fits(
+            request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir
+        )
     return request
+
+
+def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = "") -> None:
+    """A retriever pipeline must name a corpus of this tenant, and k may not exceed its size (422 naming the field)."""
+    if request.pipeline.kind != "retriever":
+        return
+    corpus = store.get_corpus(tenant, request.pipeline.corpus)
+    if corpus is None:
+        raise InvalidRequestError.for_field(f"{prefix}pipeline.corpus", f"no corpus {request.pipeline.corpus!r}")
+    if corpus.status == "ready" and request.pipeline.k > corpus.num_documents:
+        raise InvalidRequestError.for_field(
+            f"{prefix}pipeline.k",
+            f"k={request.pipeline.k} is more than the {corpus.num_documents} documents of corpus {corpus.name!r}",
+        )
 
 
 def check_served(request: AuditRequest, settings: Settings) -> None:
@@ -36,21 +53,7 @@ def check_served(request: AuditRequest, settings: Settings) -> None:
         raise InvalidRequestError.for_field(
             "model.name", f"{name!r} is not served here; use one of {sorted(settings.served_models)}"
         )
-    documents = request.pipeline.documents
-    if request.audit.granularity == "sentence":
-        sources, unit = sum(len(split_sentences(d.text)) for d in documents), "sentences"
-    else:
-        sources, unit = len(documents), "documents"
-    if sources > settings.max_sources:
-        raise InvalidRequestError.for_field(
-            "pipeline.documents", f"{sources} {unit} (sources) is over the limit of {settings.max_sources}"
-        )
-    for i, doc in enumerate(documents):
-        if len(doc.text) > settings.max_source_chars:
-            raise InvalidRequestError.for_field(
-                f"pipeline.documents[{i}].text",
-                f"{len(doc.text)} characters is over the limit of {settings.max_source_chars}",
-            )
+    check_source_limits(request, max_sources=settings.max_sources, max_source_chars=settings.max_source_chars)
 
 
 def request_hash(request: AuditRequest) -> str:

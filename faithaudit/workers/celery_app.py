@@ -45,6 +45,7 @@ def _start_reaper(**_: object) -> None:
         enqueuer.send,
         interval=settings.reaper_interval_seconds,
         stale_enqueue_seconds=max(300.0, 10 * settings.lease_seconds),
+        send_job=enqueuer.send_job,
     )
     _reaper.start()
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.config import get_settings
-from faithaudit.errors import InvalidRequestError
+from faithaudit.errors import FaithauditError, InvalidRequestError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class _Lease:
 
 def execute_audit(audit_id: str) -> str:
     """Run one stored audit; returns what happened (for logs): succeeded, failed, skipped:<reason>, lease_lost."""
-    from faithaudit.audits.engine import run_audit
+    from faithaudit.retrieval.replay import audit_request
+    from faithaudit.tools import registry_for
 
     settings = get_settings()
     store = get_store()
@@ -104,12 +105,15 @@ def execute_audit(audit_id: str) -> str:
             request = AuditRequest.model_validate(claim.audit.request)
             model = get_model(request.model.name or settings.default_model)
             lease.progress(0.0, "model loaded")
-            report = run_audit(
+            report = audit_request(
                 request,
                 model,
+                data_dir=settings.data_dir,
+                tenant=claim.audit.tenant,
                 progress=lease.progress,
                 max_sources=settings.max_sources,
                 max_source_chars=settings.max_source_chars,
+                tools=registry_for,
             )
         except LeaseLost:
             log.info("audit %s: lease lost (deleted, cancelled or reaped); stopping", audit_id)
@@ -123,3 +127,71 @@ def execute_audit(audit_id: str) -> str:
             return "failed"
     written = store.finish(audit_id, WORKER_ID, report=report.model_dump(mode="json"), gate_passed=report.gate.passed)
     return "succeeded" if written else "skipped:already_finished"
+
+
+def execute_job(job_id: str) -> str:
+    """Run one stored job (a corpus build or a gate suite); returns succeeded, failed or skipped."""
+    settings = get_settings()
+    store = get_store()
+    job = store.claim_job(job_id, WORKER_ID, max_attempts=settings.max_attempts)
+    if job is None:
+        log.info("job %s not run: not queued", job_id)
+        return "skipped"
+    try:
+        result = _JOBS[job.kind](job, settings, store)
+    except FaithauditError as exc:
+        _job_failed(job, store, settings)
+        store.fail_job(job_id, error=exc.message)
+        return "failed"
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        _job_failed(job, store, settings)
+        store.fail_job(job_id, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    store.finish_job(job_id, result=result)
+    return "succeeded"
+
+
+def _corpus_job(job, settings, store) -> dict:
+    from faithaudit.api_schemas import CorpusDocumentIn
+    from faithaudit.retrieval.corpus import add_documents
+
+    name = job.payload["corpus"]
+    docs = [CorpusDocumentIn.model_validate(d) for d in job.payload["documents"]]
+    create = None if job.kind == "corpus_create" else False
+    count = add_documents(settings.data_dir, job.tenant, name, docs, create=create)
+    store.register_corpus(job.tenant, name, num_documents=count)
+    return {"corpus": name, "added": len(docs), "num_documents": count}
+
+
+def _gate_job(job, settings, store) -> dict:
+    from faithaudit.gating.run import run_cases
+    from faithaudit.gating.suite import ResolvedCase
+
+    cases = [
+        ResolvedCase(index=i, name=c["name"], request=AuditRequest.model_validate(c["request"]))
+        for i, c in enumerate(job.payload["cases"])
+    ]
+    verdict = run_cases(
+        cases,
+        load_model=get_model,
+        default_model=settings.default_model,
+        data_dir=settings.data_dir,
+        tenant=job.tenant,
+        suite=job.payload.get("suite"),
+        max_sources=settings.max_sources,
+        max_source_chars=settings.max_source_chars,
+    )
+    return verdict.model_dump(mode="json")
+
+
+def _job_failed(job, store, settings) -> None:
+    """A corpus whose first build failed is forgotten (its name can be used again)."""
+    if job.kind == "corpus_create":
+        from faithaudit.retrieval.corpus import corpus_exists
+
+        if not corpus_exists(settings.data_dir, job.tenant, job.payload["corpus"]):
+            store.drop_corpus(job.tenant, job.payload["corpus"])
+
+
+_JOBS = {"corpus_create": _corpus_job, "corpus_add": _corpus_job, "gate": _gate_job}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faithaudit.api_schemas import RUN_AUDIT_TASK
+from faithaudit.api_schemas import RUN_AUDIT_TASK, RUN_JOB_TASK
 from faithaudit.workers.celery_app import get_celery
 
 celery = get_celery()
@@ -13,3 +13,10 @@ def run_audit_task(audit_id: str) -> str:
     from faithaudit.workers.runtime import execute_audit
 
     return execute_audit(audit_id)
+
+
+@celery.task(name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_job_task(job_id: str) -> str:
+    from faithaudit.workers.runtime import execute_job
+
+    return execute_job(job_id)

@@ -30,7 +30,7 @@ from faithaudit.service.deps import (
 )
 from faithaudit.service.html_report import render_report_html
 from faithaudit.service.store import AuditRow
-from faithaudit.service.validation import parse_audit_request, request_hash
+from faithaudit.service.validation import check_corpus, parse_audit_request, request_hash
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
@@ -88,6 +88,7 @@ async def submit_audit(
 def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: str | None):
     """A submit's blocking work before the answer, in one trip to the thread pool: validate fully, store."""
     audit_request = parse_audit_request(body, settings)
+    check_corpus(audit_request, store, tenant)
     row, created = store.create_audit(
         tenant=tenant,
         request=audit_request.model_dump(mode="json", exclude_unset=True),

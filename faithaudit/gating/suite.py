@@ -1,0 +1,126 @@
+"""Load a suite file (YAML or JSON) and resolve its cases to audit requests with their thresholds in force.
+
+Precedence of thresholds, field by field: suite ``thresholds`` < the request file's ``thresholds`` < the case's
+``thresholds``. A case left with no threshold at all is a bad suite. Every problem is an ``InvalidRequestError``
+whose field path names the case (``cases[1].thresholds``) and whose message names it too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from faithaudit.api_schemas import AuditRequest, GateSuite, SuiteCase, Thresholds, validation_fields
+from faithaudit.errors import FieldError, InvalidRequestError
+
+
+@dataclass(frozen=True)
+class ResolvedCase:
+    index: int
+    name: str
+    request: AuditRequest  # thresholds already merged
+
+
+def _bad(path: str, msg: str, *, where: str = "") -> InvalidRequestError:
+    return InvalidRequestError(f"{where}{path}: {msg}", fields=[FieldError(path, msg)])
+
+
+def parse_suite_data(data: object, *, where: str = "") -> GateSuite:
+    try:
+        return GateSuite.model_validate(data)
+    except ValidationError as exc:
+        fields = [FieldError(p, m) for p, m in validation_fields(exc)]
+        lines = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
+        raise InvalidRequestError(f"{where}invalid suite: {lines}", fields=fields) from None
+
+
+def load_suite(path: Path) -> GateSuite:
+    """Read a ``.yaml``/``.yml`` or ``.json`` suite file."""
+    where = f"{path}: "
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad("suite", f"cannot read ({exc})", where=where) from None
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise _bad("suite", f"not valid YAML ({str(exc)[:200]})", where=where) from None
+    else:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _bad("suite", f"not valid JSON ({str(exc)[:200]})", where=where) from None
+    return parse_suite_data(data, where=where)
+
+
+def merge_thresholds(*layers: Thresholds | None) -> Thresholds | None:
+    merged: dict = {}
+    for layer in layers:
+        if layer is not None:
+            merged.update(layer.model_dump(exclude_none=True))
+    return Thresholds(**merged) if merged else None
+
+
+def case_name(case: SuiteCase, index: int) -> str:
+    if case.name:
+        return case.name
+    if case.path:
+        return Path(case.path).stem
+    return f"case-{index + 1}"
+
+
+def resolve_cases(suite: GateSuite, *, base_dir: Path | None) -> list[ResolvedCase]:
+    """Requests with merged thresholds; ``base_dir=None`` (the API) refuses case paths."""
+    out: list[ResolvedCase] = []
+    names: set[str] = set()
+    for i, case in enumerate(suite.cases):
+        name = case_name(case, i)
+        if name in names:
+            name = f"{name}-{i + 1}"
+        names.add(name)
+        label = f"case {name!r} (cases[{i}])"
+        if case.request is not None:
+            request = case.request
+        elif base_dir is None:
+            raise _bad(f"cases[{i}].path", f"{label}: send the request inline (`request`); paths are read by the CLI")
+        else:
+            request = _read_request(base_dir, case.path, index=i, label=label)
+        thresholds = merge_thresholds(suite.thresholds, request.thresholds, case.thresholds)
+        if thresholds is None:
+            raise _bad(
+                f"cases[{i}].thresholds",
+                f"{label}: no threshold at all (set `thresholds` in the suite, the request or the case)",
+            )
+        out.append(ResolvedCase(index=i, name=name, request=request.model_copy(update={"thresholds": thresholds})))
+    return out
+
+
+def _read_request(base_dir: Path, rel: str, *, index: int, label: str) -> AuditRequest:
+    path = Path(rel) if Path(rel).is_absolute() else Path(base_dir) / rel
+    field = f"cases[{index}].path"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(field, f"{label}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise _bad(field, f"{label}: {path} is not valid JSON ({str(exc)[:200]})") from None
+    try:
+        return AuditRequest.model_validate(data)
+    except ValidationError as exc:
+        fields = [FieldError(f"cases[{index}].request.{p}", m) for p, m in validation_fields(exc)]
+        lines = "; ".join(f"{p}: {m}" for p, m in validation_fields(exc)[:5])
+        raise InvalidRequestError(f"{label}: {path}: invalid audit request: {lines}", fields=fields) from None
+
+
+def inline_suite(suite: GateSuite, cases: list[ResolvedCase]) -> GateSuite:
+    """The suite with every case inline and its thresholds merged (what the CLI sends to ``POST /v1/gates``)."""
+    return GateSuite(
+        name=suite.name,
+        cases=[SuiteCase(name=c.name, request=c.request, thresholds=c.request.thresholds) for c in cases],
+    )

@@ -1,0 +1,1 @@
+"""Integrations with the frameworks pipelines are written in (LangChain). Each imports its framework lazily."""

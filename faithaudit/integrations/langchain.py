@@ -1,0 +1,230 @@
+"""A LangChain callback handler that audits every run of a chain on a faithaudit service, without blocking it.
+
+    from faithaudit.client import Client
+    from faithaudit.integrations.langchain import FaithauditCallbackHandler
+
+    handler = FaithauditCallbackHandler(Client("http://127.0.0.1:8000", api_key=KEY),
+                                        request_defaults={"thresholds": {"min_context_reliance": 1.0}})
+    answer = chain.invoke("What is the capital of Vellmora?", config={"callbacks": [handler]})
+    handler.audit_id            # the audit of the last finished run (waits briefly for the submit to answer)
+    handler.runs[-1].metadata["faithaudit_audit_id"]   # the same id, in the run's metadata
+
+The handler is a LangChain tracer: it sees the whole run tree. When a root run ends it takes the query (the root's
+input), the retrieved ``Document``s (every retriever run, in order, LangChain metadata kept; or, with no
+retriever, the outputs of the tool calls) and the final answer (the root's output), and hands the audit request to
+a background thread that submits it. ``invoke`` returns at once; the audit is queued on the service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from langchain_core.tracers.base import BaseTracer
+
+log = logging.getLogger(__name__)
+
+AUDIT_ID_KEY = "faithaudit_audit_id"
+_QUERY_KEYS = ("question", "query", "input")
+_ANSWER_KEYS = ("answer", "output", "text", "result")
+_BAD_ID = re.compile(r"[\[\]:\s]+")
+
+
+class FaithauditCallbackHandler(BaseTracer):
+    """Audits each finished root run of the chains it is attached to. Never raises into the chain."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        submit: Callable[[dict], str] | None = None,
+        request_defaults: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``client``: a ``faithaudit.client.Client``; or ``submit(request_dict) -> audit_id``.
+
+        ``request_defaults`` are merged into every audit request (``prompt`` mirroring the chain's prompt,
+        ``model``, ``audit`` options, ``thresholds``).
+        """
+        super().__init__(**kwargs)
+        if submit is None and client is None:
+            raise ValueError("pass a faithaudit Client or a submit function")
+        self._submit = submit or (lambda body: client.submit(body).id)
+        self.request_defaults = dict(request_defaults or {})
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faithaudit-submit")
+        self._lock = threading.Lock()
+        self.runs: list[Any] = []  # finished root runs, oldest first
+        self.futures: dict[str, Future] = {}  # root run id -> future of the audit id
+        self.errors: list[str] = []
+
+    # -- the tracer hook -----------------------------------------------------------------------------------------
+
+    def _persist_run(self, run: Any) -> None:
+        """Called by LangChain when a root run ends: build the request, submit it in the background."""
+        try:
+            body = self.build_request(run)
+        except Exception as exc:  # noqa: BLE001 - a run we cannot audit must not break the chain
+            self._error(f"run {run.id}: not audited: {exc}")
+            return
+        if body is None:
+            return
+        with self._lock:
+            self.runs.append(run)
+            self.futures[str(run.id)] = self._executor.submit(self._send, run, body)
+
+    def _send(self, run: Any, body: dict) -> str | None:
+        try:
+            audit_id = self._submit(body)
+        except Exception as exc:  # noqa: BLE001 - reported through .errors and the log
+            self._error(f"run {run.id}: submit failed: {exc}")
+            return None
+        run.add_metadata({AUDIT_ID_KEY: audit_id})
+        return audit_id
+
+    def _error(self, message: str) -> None:
+        log.warning("faithaudit: %s", message)
+        with self._lock:
+            self.errors.append(message)
+
+    # -- what callers read ---------------------------------------------------------------------------------------
+
+    def audit_id_for(self, run_id: Any, timeout: float | None = 30.0) -> str | None:
+        """The audit id of a root run (waits up to ``timeout`` for its submit); None if it was not submitted."""
+        future = self.futures.get(str(run_id))
+        return None if future is None else future.result(timeout=timeout)
+
+    @property
+    def audit_id(self) -> str | None:
+        """The audit id of the most recent finished root run."""
+        with self._lock:
+            last = self.runs[-1] if self.runs else None
+        return None if last is None else self.audit_id_for(last.id)
+
+    @property
+    def audit_ids(self) -> list[str | None]:
+        return [self.audit_id_for(r.id) for r in list(self.runs)]
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until every pending submit has been answered."""
+        for future in list(self.futures.values()):
+            future.exception(timeout=timeout)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    # -- run tree -> audit request -------------------------------------------------------------------------------
+
+    def build_request(self, run: Any) -> dict | None:
+        """The audit request for a finished root run; None when it retrieved nothing and called no tool."""
+        if run.error:
+            return None
+        retrieved = [d for r in _walk(run) if r.run_type == "retriever" for d in (r.outputs or {}).get("documents", [])]
+        if retrieved:
+            documents = _documents(retrieved)
+        else:
+            documents = _tool_documents([r for r in _walk(run) if r.run_type == "tool"])
+        if not documents:
+            return None
+        query = _query(run)
+        if query is None:
+            query = next((r.inputs.get("query") for r in _walk(run) if r.run_type == "retriever"), None)
+        answer = _answer(run.outputs)
+        if not query or not answer:
+            raise ValueError("could not find the query or the final answer in the run")
+        body = {"query": query, "pipeline": {"kind": "rag", "documents": documents}, "response": answer}
+        for key, value in self.request_defaults.items():
+            body.setdefault(key, value)
+        return body
+
+
+def _walk(run: Any):
+    """Depth-first, in start order."""
+    for child in sorted(run.child_runs or [], key=lambda r: (r.start_time, r.dotted_order or "")):
+        yield child
+        yield from _walk(child)
+
+
+def _jsonable(metadata: dict) -> dict:
+    return json.loads(json.dumps(metadata, default=str))
+
+
+def _unique_id(raw: str | None, fallback: str, seen: set[str]) -> str:
+    base = _BAD_ID.sub("_", raw).strip("_") if raw else ""
+    base = (base or fallback)[:190]
+    doc_id, n = base, 2
+    while doc_id in seen:
+        doc_id, n = f"{base}-{n}", n + 1
+    seen.add(doc_id)
+    return doc_id
+
+
+def _documents(docs: list) -> list[dict]:
+    """LangChain Documents -> request documents, in retrieval order; the same document retrieved twice counts once."""
+    out: list[dict] = []
+    seen_ids: set[str] = set()
+    seen_texts: set[tuple[str | None, str]] = set()
+    for i, doc in enumerate(docs, start=1):
+        text = getattr(doc, "page_content", None)
+        if text is None and isinstance(doc, dict):
+            text = doc.get("page_content")
+        if not text or not str(text).strip():
+            continue
+        raw_id = getattr(doc, "id", None) or (doc.get("id") if isinstance(doc, dict) else None)
+        key = (raw_id, text)
+        if key in seen_texts:
+            continue
+        seen_texts.add(key)
+        metadata = getattr(doc, "metadata", None) or (doc.get("metadata") if isinstance(doc, dict) else None) or {}
+        out.append({"id": _unique_id(raw_id, f"doc-{i}", seen_ids), "text": text, "metadata": _jsonable(metadata)})
+    return out
+
+
+def _tool_documents(runs: list) -> list[dict]:
+    """Each tool call's output is a source; its name and input go to the metadata."""
+    out: list[dict] = []
+    seen: set[str] = set()
+    for i, run in enumerate(runs, start=1):
+        output = (run.outputs or {}).get("output")
+        text = getattr(output, "content", output)
+        if text is None or not str(text).strip():
+            continue
+        inputs = dict(run.inputs or {})
+        tool_input = inputs["input"] if set(inputs) == {"input"} else inputs
+        meta = {"tool": run.name, "tool_input": _jsonable({"v": tool_input})["v"]}
+        out.append({"id": _unique_id(f"{run.name}-{i}", f"tool-{i}", seen), "text": str(text), "metadata": meta})
+    return out
+
+
+def _query(run: Any) -> str | None:
+    inputs = run.inputs or {}
+    for key in _QUERY_KEYS:
+        value = inputs.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, dict):  # e.g. {"input": {"question": ...}}
+            nested = next((value[k] for k in _QUERY_KEYS if isinstance(value.get(k), str)), None)
+            if nested:
+                return nested
+    return next((v for v in inputs.values() if isinstance(v, str) and v.strip()), None)
+
+
+def _answer(outputs: Any) -> str | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, str):
+        return outputs.strip() or None
+    content = getattr(outputs, "content", None)
+    if isinstance(content, str):
+        return content.strip() or None
+    if isinstance(outputs, dict):
+        for key in _ANSWER_KEYS:
+            if key in outputs:
+                found = _answer(outputs[key])
+                if found:
+                    return found
+    return None

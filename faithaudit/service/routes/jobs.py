@@ -1,0 +1,195 @@
+"""/v1/corpora, /v1/jobs, /v1/gates: work that needs the embedding model or the audit model runs on a worker.
+
+Each POST validates, stores a job and enqueues it (202 + the job id to poll); the API never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from faithaudit.api_schemas import (
+    CorpusCreate,
+    CorpusDocumentsIn,
+    CorpusInfo,
+    GateStatus,
+    GateVerdict,
+    JobAccepted,
+    JobStatus,
+    validation_fields,
+)
+from faithaudit.api_schemas.service import JobLinks
+from faithaudit.errors import FieldError, InvalidRequestError, NotFoundError
+from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep
+from faithaudit.service.store import JobRow
+
+router = APIRouter(tags=["corpora", "gates"])
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _parse(model, body: bytes, what: str):
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = [FieldError(p, m) for p, m in validation_fields(exc)]
+        summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
+        raise InvalidRequestError(f"invalid {what}: {summary}", fields=fields) from None
+
+
+def _accepted(row: JobRow, background: BackgroundTasks, store, enqueuer, *, path: str) -> JSONResponse:
+    background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer)
+    body = JobAccepted(id=row.id, kind=row.kind, status=row.status, links=JobLinks(self=f"{path}/{row.id}"))
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=202, headers={"Location": body.links.self}, background=background
+    )
+
+
+def _enqueue(job_id: str, *, store, enqueuer) -> None:
+    if enqueuer.send_job(job_id):
+        store.mark_job_enqueued(job_id)
+
+
+def _job_status(row: JobRow) -> dict:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "attempts": row.attempts,
+        "error": row.error,
+        "result": row.result,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+    }
+
+
+def _owned_job(store, job_id: str, tenant: str) -> JobRow:
+    row = store.get_job(job_id, tenant=tenant) if _ID.fullmatch(job_id) else None
+    if row is None:
+        raise NotFoundError(f"no job {job_id}")
+    return row
+
+
+def _corpus_info(row) -> CorpusInfo:
+    return CorpusInfo(
+        name=row.name,
+        status=row.status,
+        num_documents=row.num_documents,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+# -- corpora -----------------------------------------------------------------------------------------------------
+
+
+@router.post("/v1/corpora", status_code=202, response_model=JobAccepted)
+async def create_corpus(
+    request: Request, background: BackgroundTasks, tenant: CurrentTenant, store: StoreDep, enqueuer: EnqueuerDep
+) -> JSONResponse:
+    """Register a corpus and build its index on a worker from the given documents (202 + job id)."""
+    body = _parse(CorpusCreate, await request.body(), "corpus")
+
+    def work() -> JobRow:
+        store.create_corpus(tenant, body.name)
+        payload = {"corpus": body.name, "documents": [d.model_dump(mode="json") for d in body.documents]}
+        return store.create_job(tenant=tenant, kind="corpus_create", payload=payload)
+
+    return _accepted(await run_in_threadpool(work), background, store, enqueuer, path="/v1/jobs")
+
+
+@router.post("/v1/corpora/{name}/documents", status_code=202, response_model=JobAccepted)
+async def add_corpus_documents(
+    name: str,
+    request: Request,
+    background: BackgroundTasks,
+    tenant: CurrentTenant,
+    store: StoreDep,
+    enqueuer: EnqueuerDep,
+) -> JSONResponse:
+    """Embed more documents into an existing corpus on a worker (404 for an unknown corpus)."""
+    if await run_in_threadpool(store.get_corpus, tenant, name) is None:
+        raise NotFoundError(f"no corpus {name!r}")
+    body = _parse(CorpusDocumentsIn, await request.body(), "documents")
+    payload = {"corpus": name, "documents": [d.model_dump(mode="json") for d in body.documents]}
+    row = await run_in_threadpool(lambda: store.create_job(tenant=tenant, kind="corpus_add", payload=payload))
+    return _accepted(row, background, store, enqueuer, path="/v1/jobs")
+
+
+@router.get("/v1/corpora", response_model=list[CorpusInfo])
+def list_corpora(tenant: CurrentTenant, store: StoreDep) -> list[CorpusInfo]:
+    return [_corpus_info(r) for r in store.list_corpora(tenant)]
+
+
+@router.get("/v1/corpora/{name}", response_model=CorpusInfo)
+def get_corpus(name: str, tenant: CurrentTenant, store: StoreDep) -> CorpusInfo:
+    row = store.get_corpus(tenant, name)
+    if row is None:
+        raise NotFoundError(f"no corpus {name!r}")
+    return _corpus_info(row)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobStatus)
+def get_job(job_id: str, tenant: CurrentTenant, store: StoreDep) -> JobStatus:
+    return JobStatus(**_job_status(_owned_job(store, job_id, tenant)))
+
+
+# -- gates -------------------------------------------------------------------------------------------------------
+
+
+@router.post("/v1/gates", status_code=202, response_model=JobAccepted)
+async def submit_gate(
+    request: Request,
+    background: BackgroundTasks,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    store: StoreDep,
+    enqueuer: EnqueuerDep,
+) -> JSONResponse:
+    """Run a gate suite (cases inline) on a worker; poll ``GET /v1/gates/{id}`` for the verdict."""
+    raw = await request.body()
+    row = await run_in_threadpool(_store_gate, raw, tenant=tenant, settings=settings, store=store)
+    return _accepted(row, background, store, enqueuer, path="/v1/gates")
+
+
+def _store_gate(raw: bytes, *, tenant: str, settings, store) -> JobRow:
+    from faithaudit.gating.suite import parse_suite_data, resolve_cases
+    from faithaudit.service.validation import check_corpus, check_served
+
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
+    suite = parse_suite_data(data)
+    cases = resolve_cases(suite, base_dir=None)
+    for case in cases:
+        prefix = f"cases[{case.index}].request."
+        try:
+            check_served(case.request, settings)
+            check_corpus(case.request, store, tenant)
+        except InvalidRequestError as exc:
+            fields = [FieldError(prefix + f.path, f.msg) for f in exc.fields]
+            raise InvalidRequestError(f"case {case.name!r}: {exc.message}", fields=fields) from None
+    payload = {
+        "suite": suite.name,
+        "cases": [{"name": c.name, "request": c.request.model_dump(mode="json", exclude_unset=True)} for c in cases],
+    }
+    return store.create_job(tenant=tenant, kind="gate", payload=payload)
+
+
+@router.get("/v1/gates/{gate_id}", response_model=GateStatus)
+def get_gate(gate_id: str, tenant: CurrentTenant, store: StoreDep) -> GateStatus:
+    row = _owned_job(store, gate_id, tenant)
+    if row.kind != "gate":
+        raise NotFoundError(f"no gate {gate_id}")
+    verdict = GateVerdict.model_validate(row.result) if row.status == "succeeded" and row.result else None
+    return GateStatus(**_job_status(row), verdict=verdict)
