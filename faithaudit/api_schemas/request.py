@@ -131,7 +131,13 @@ class LabelThresholds(_Strict):
 
 class AuditOptions(_Strict):
     methods: list[Method] = Field(default_factory=lambda: list(DEFAULT_METHODS), min_length=1)
-    num_ablations: int = Field(default=64, ge=0, le=4096)
+    num_ablations: int | None = Field(
+        default=None,
+        ge=0,
+        le=4096,
+        description="Random keep-masks for context_ablation: a number is honoured exactly; null (the default) is "
+        "adaptive: up to 64, stopping once the surrogate fit is stable, reusing the leave-one-out passes.",
+    )
     keep_probability: float = Field(default=0.5, gt=0.0, lt=1.0)
     lasso_alpha: float = Field(default=0.01, gt=0.0)
     granularity: Literal["document", "sentence"] = "document"
@@ -149,7 +155,7 @@ class AuditOptions(_Strict):
 
     @model_validator(mode="after")
     def _enough_ablations(self) -> AuditOptions:
-        if "context_ablation" in self.methods and self.num_ablations < 4:
+        if "context_ablation" in self.methods and self.num_ablations is not None and self.num_ablations < 4:
             raise ValueError("num_ablations must be >= 4 when context_ablation is requested")
         return self
 

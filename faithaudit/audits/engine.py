@@ -25,7 +25,7 @@ from faithaudit.api_schemas import (
 )
 from faithaudit.api_schemas.agent import AgentPipeline
 from faithaudit.api_schemas.report import AgentReport, TrimReport
-from faithaudit.audits import interventions
+from faithaudit.audits import ablation, interventions
 from faithaudit.audits.agent_prompt import AgentLayout, build_agent_layout
 from faithaudit.audits.citations import cited_documents
 from faithaudit.audits.gate import evaluate_gate
@@ -35,7 +35,6 @@ from faithaudit.audits.prompt import PromptLayout, build_layout, check_fits
 from faithaudit.audits.reliance import (
     LassoSolver,
     SurrogateSolver,
-    fit_surrogate,
     leave_one_out_reliance,
     spearman,
 )
@@ -149,13 +148,16 @@ def run_audit(
     generated = request.model.max_new_tokens if flips or request.response is None else 0
     check_fits(len(full_prompt.ids), max(len(response_ids), generated), model)
 
-    held_out = interventions.held_out_count(opts.num_ablations)
     ablating = "context_ablation" in methods
+    if opts.num_ablations is None:  # adaptive: at most the policy's cap, no extra held-out masks
+        ablation_passes = ablation.AdaptivePolicy().max_masks
+    else:
+        ablation_passes = opts.num_ablations + interventions.held_out_count(opts.num_ablations)
     tracker = _Progress(
         total=1
         + (n if "leave_one_out" in methods else 0)
         + (1 if "no_context" in methods else 0)
-        + ((opts.num_ablations + held_out) if ablating else 0)
+        + (ablation_passes if ablating else 0)
         + flips
         + n * sum(m in methods for m in ("tool_unavailable", "tool_counterfactual", "policy_replay")),
         callback=progress,
@@ -168,6 +170,7 @@ def run_audit(
     full_lp = base.score.logprob
 
     reliance: np.ndarray | None = None
+    reused: list[tuple[np.ndarray, ResponseScore]] = []  # passes the adaptive surrogate fit may reuse
     loo_lp: np.ndarray | None = None
     if "leave_one_out" in methods:
         with meter.measure("leave_one_out"):
@@ -181,6 +184,7 @@ def run_audit(
             )
         loo_lp = logprobs(loo)
         reliance = leave_one_out_reliance(full_lp, loo_lp)
+        reused += list(zip(interventions.leave_one_out_masks(n), loo, strict=True))
 
     none_score: ResponseScore | None = None
     if "no_context" in methods:
@@ -193,6 +197,7 @@ def run_audit(
                 base=base,
                 on_each=lambda: tracker.step("no_context"),
             )
+        reused.append((interventions.no_context_mask(n)[0], none_score))
 
     surrogate_weights: np.ndarray | None = None
     surrogate_lds: float | None = None
@@ -206,6 +211,7 @@ def run_audit(
                 base,
                 request,
                 solver or LassoSolver(opts.lasso_alpha),
+                reused=reused,
                 on_each=lambda: tracker.step("context_ablation"),
             )
 
@@ -334,24 +340,29 @@ def _context_ablation(
     request: AuditRequest,
     solver: SurrogateSolver,
     *,
+    reused: list[tuple[np.ndarray, ResponseScore]],
     on_each: Callable[[], None],
 ) -> tuple[np.ndarray, float, float | None]:
+    """An explicit ``num_ablations`` is honoured exactly; ``None`` is adaptive (up to 64 masks, reusing passes)."""
     opts = request.audit
     n = layout.num_sources
-    fit_masks = interventions.random_keep_masks(
-        n, opts.num_ablations, keep_probability=opts.keep_probability, seed=opts.seed
-    )
-    held_masks = interventions.random_keep_masks(
-        n,
-        interventions.held_out_count(opts.num_ablations),
-        keep_probability=opts.keep_probability,
-        seed=opts.seed + interventions.HELD_OUT_SEED_OFFSET,
-    )
-    fit_targets = logit_probs(score_masks(model, layout, response_ids, fit_masks, base=base, on_each=on_each))
-    surrogate = fit_surrogate(fit_masks, fit_targets, solver=solver)
-    held_targets = logit_probs(score_masks(model, layout, response_ids, held_masks, base=base, on_each=on_each))
-    lds = spearman(surrogate.predict(held_masks), held_targets)
-    return surrogate.weights, surrogate.bias, lds
+
+    def score(masks: np.ndarray) -> np.ndarray:
+        return logit_probs(score_masks(model, layout, response_ids, masks, base=base, on_each=on_each))
+
+    common = dict(keep_probability=opts.keep_probability, seed=opts.seed, solver=solver)
+    if opts.num_ablations is not None:
+        result = ablation.fixed_ablation(score, n, opts.num_ablations, **common)
+    else:
+        samples = [(np.ones(n, dtype=bool), base.score), *reused]
+        result = ablation.adaptive_ablation(
+            score,
+            n,
+            reused_masks=np.stack([m for m, _ in samples]),
+            reused_targets=logit_probs([s for _, s in samples]),
+            **common,
+        )
+    return result.surrogate.weights, result.surrogate.bias, result.lds
 
 
 def _generate(model: ModelAdapter, prompt_ids, max_new_tokens: int, reuse: CachedContext | None = None) -> str:

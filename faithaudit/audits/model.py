@@ -22,6 +22,7 @@ import torch
 
 from faithaudit.audits.prompt import chat_messages, plain_chat
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
+from faithaudit.audits.split_attention import split_prefix_attention
 
 _LOGIT_CLAMP = 1e-7
 
@@ -109,6 +110,7 @@ class HFModelAdapter:
     name: str
     revision: str
     counter: ForwardCounter = field(default_factory=ForwardCounter)
+    split_attention: bool = True  # cached passes: prefix + causal-suffix attention merged exactly (CPU)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -191,7 +193,8 @@ class HFModelAdapter:
             with probing(probe):
                 out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
         else:
-            out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
+            with split_prefix_attention(self.split_attention and prefix > 0):
+                out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
         logits = out.logits[0, :-1].double()  # [resp_len, vocab]: positions len(prompt)-1 .. T-2
         logprobs = torch.log_softmax(logits, dim=-1)
         targets = torch.tensor(list(response_ids), dtype=torch.long)

@@ -86,9 +86,13 @@ def probe_attention_forward(
 ):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    from faithaudit.audits import split_attention
+
     probe = _ACTIVE_PROBE.get()
     if probe is not None:
         _record(probe, module, query, key, attention_mask, scaling)
+    elif split_attention.applies(module, query, key):
+        return split_attention.prefix_split_forward(query, key, value, scaling), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 

@@ -1,0 +1,478 @@
+"""Side by side on real multi-hop QA: ContextCite, attention and faithaudit's interventions, same model and cases.
+
+For each case (a HotpotQA or MuSiQue question, its paragraphs, its gold answer as the teacher-forced response,
+its gold supporting paragraphs as the truth), every method ranks the paragraphs:
+
+- ``contextcite``: PyPI ``context-cite`` (64 random ablations + Lasso), paragraphs as sources;
+- ``attention``: faithaudit's attention share (mean over layers and heads) of the response rows;
+- ``attention_last_layer``: the same, last layer only;
+- ``attention_rollout``: attention rollout of the response rows;
+- ``leave_one_out``: faithaudit's reliance (log p drop when the paragraph is removed);
+- ``context_ablation``: faithaudit's surrogate weight with a fixed 64 random masks (ContextCite's design);
+- ``context_ablation_adaptive``: the surrogate weight of a default audit (adaptive masks, reused passes);
+- ``faithaudit_full``: the ranking a default audit reports (reliance); its cost is the default audit's.
+
+Both tools run in this one process, on one model object, with the same thread count; which one runs first
+alternates case by case. The prompt is ContextCite's ``"Context: {context}\\n\\nQuery: {query}"`` as the user turn.
+Evaluation passes (32 shared random masks per case, top-k removals) are not counted in anyone's cost.
+
+    PYTHONPATH=. python benchmarks/compare_contextcite.py --dataset hotpotqa --limit 20 --resume \\
+        --json benchmarks/results/hotpotqa.json
+    PYTHONPATH=. python benchmarks/compare_contextcite.py --dataset musique --limit 20 --max-docs 10 --resume \\
+        --json benchmarks/results/musique.json
+
+Per-case results go to ``OUT`` with ``.cases.jsonl`` as they finish; the summary JSON is rewritten after each case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faithaudit.api_schemas import AuditRequest
+from faithaudit.audits import interventions
+from faithaudit.audits.engine import run_audit
+from faithaudit.audits.model import ModelAdapter
+from faithaudit.audits.prompt import PromptLayout, build_layout
+from faithaudit.audits.reliance import LassoSolver, fit_surrogate, spearman
+from faithaudit.audits.scoring import logit_probs, logprobs, score_full_context, score_masks
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextcite_runner  # noqa: E402
+import rollout  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ENV = "FAITHAUDIT_BENCHMARK_DATA"
+FILES = {"hotpotqa": "hotpotqa_dev_distractor.jsonl", "musique": "musique_ans_sample.jsonl"}
+MODEL_NAME = "smollm2-135m-instruct"
+METHODS = (
+    "contextcite",
+    "attention",
+    "attention_last_layer",
+    "attention_rollout",
+    "leave_one_out",
+    "context_ablation",
+    "context_ablation_adaptive",
+    "faithaudit_full",
+)
+KS = (1, 2)
+EVAL_SEED = 7_000_003  # the shared evaluation masks: never the seed of any method's fit
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else REPO.parent / "shared" / "data" / "benchmarks"
+
+
+# -- cases -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    id: str
+    question: str
+    answer: str
+    paragraphs: list[str]
+    gold: list[int]  # indices into paragraphs
+
+
+def load_cases(dataset: str, data_dir: Path, limit: int, max_docs: int | None) -> list[Case]:
+    """The first ``limit`` records with at least 3 paragraphs; ``max_docs`` keeps the gold ones plus the first
+    distractors, in the original order."""
+    path = data_dir / FILES[dataset]
+    cases: list[Case] = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if len(cases) >= limit:
+                break
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            docs = r["documents"]
+            gold_ids = set(r["gold_document_ids"])
+            keep = list(range(len(docs)))
+            if max_docs is not None and len(docs) > max_docs:
+                gold_idx = [i for i in keep if docs[i]["id"] in gold_ids]
+                others = [i for i in keep if docs[i]["id"] not in gold_ids][: max(max_docs - len(gold_idx), 0)]
+                keep = sorted(gold_idx + others)
+            if len(keep) < 3:
+                continue
+            paragraphs = [" ".join(docs[i]["text"].split("\n")).strip() for i in keep]
+            gold = [j for j, i in enumerate(keep) if docs[i]["id"] in gold_ids]
+            cases.append(Case(r["id"], r["question"], r["answer"], paragraphs, gold))
+    return cases
+
+
+def audit_request(case: Case, *, methods: list[str] | None = None, num_ablations: int | None = None) -> AuditRequest:
+    audit: dict[str, Any] = {"answer_flip_top_k": 0}
+    if methods is not None:
+        audit["methods"] = methods
+    if num_ablations is not None:
+        audit["num_ablations"] = num_ablations
+    return AuditRequest.model_validate(
+        {
+            "query": case.question,
+            "response": case.answer,
+            "pipeline": {
+                "kind": "rag",
+                "documents": [{"id": f"p{i}", "text": t} for i, t in enumerate(case.paragraphs)],
+            },
+            "audit": audit,
+        }
+    )
+
+
+# -- metrics ---------------------------------------------------------------------------------------------
+def top_k(scores: np.ndarray, k: int) -> list[int]:
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+
+
+def recall_at_k(scores: np.ndarray, gold: list[int], k: int) -> float:
+    return len(set(top_k(scores, k)) & set(gold)) / min(k, len(gold))
+
+
+def lds(scores: np.ndarray, masks: np.ndarray, actual: np.ndarray) -> float | None:
+    """Spearman between the linear prediction (sum of the kept sources' scores) and the actual log-prob."""
+    return spearman(masks.astype(np.float64) @ scores, actual)
+
+
+# -- one case --------------------------------------------------------------------------------------------
+@dataclass
+class Timer:
+    model: ModelAdapter
+
+    def run(self, fn: Callable[[], Any]) -> tuple[Any, float, int]:
+        _, tokens0 = self.model.counter.snapshot()
+        t0 = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - t0
+        return out, seconds, self.model.counter.snapshot()[1] - tokens0
+
+
+def run_case(
+    model: ModelAdapter, case: Case, index: int, args: argparse.Namespace, *, with_contextcite: bool
+) -> dict[str, Any]:
+    timer = Timer(model)
+    request = audit_request(case, num_ablations=args.audit_num_ablations)
+    layout: PromptLayout = build_layout(request, model)
+    response_ids = model.encode(case.answer)
+    n = layout.num_sources
+    scores: dict[str, np.ndarray] = {}
+    cost: dict[str, dict[str, float]] = {}
+    extra: dict[str, Any] = {}
+
+    def contextcite() -> None:
+        run, seconds, tokens = timer.run(
+            lambda: contextcite_runner.run_contextcite(
+                model.model,
+                model.tokenizer,
+                case.paragraphs,
+                case.question,
+                case.answer,
+                num_ablations=args.num_ablations,
+            )
+        )
+        scores["contextcite"] = run.weights
+        cost["contextcite"] = {"seconds": seconds, "tokens": tokens}
+        extra["contextcite_same_response_tokens"] = run.response_ids == list(response_ids)
+        extra["contextcite_same_prompt_tokens"] = run.prompt_ids == list(layout.build().ids)
+        extra["contextcite_prompt_tokens"] = len(run.prompt_ids)
+
+    def faithaudit() -> None:
+        report, seconds, tokens = timer.run(lambda: run_audit(request, model))
+        scores["faithaudit_full"] = np.array([s.reliance for s in report.sources])
+        scores["leave_one_out"] = scores["faithaudit_full"]
+        scores["attention"] = np.array([s.attention for s in report.sources])
+        scores["attention_last_layer"] = np.array([s.attention_by_layer[-1] for s in report.sources])
+        scores["context_ablation_adaptive"] = np.array([s.surrogate_weight for s in report.sources])
+        stages = report.cost.by_stage
+        cost["faithaudit_full"] = {"seconds": seconds, "tokens": tokens}
+
+        def stage_cost(*names: str) -> dict[str, float]:
+            return {
+                "seconds": sum(stages[k].seconds for k in names),
+                "tokens": sum(stages[k].tokens_processed for k in names),
+            }
+
+        cost["attention"] = cost["attention_last_layer"] = stage_cost("full_context")
+        cost["leave_one_out"] = stage_cost("full_context", "leave_one_out")
+        cost["context_ablation_adaptive"] = stage_cost(
+            "full_context", "leave_one_out", "no_context", "context_ablation"
+        )
+        extra["audit_by_stage"] = {k: v.model_dump() for k, v in stages.items()}
+        extra["adaptive_random_masks"] = stages["context_ablation"].forward_passes
+        extra["audit_surrogate_lds"] = report.summary.surrogate_lds
+        # Answer flips: what the default audit adds on top (greedy regenerations), timed on their own.
+        flips = min(3, n)
+        _, flip_seconds, flip_tokens = timer.run(
+            lambda: [
+                model.generate(layout.without(i).ids, max_new_tokens=args.flip_max_new_tokens)
+                for i in top_k(scores["faithaudit_full"], flips)
+            ]
+        )
+        extra["answer_flips"] = {"count": flips, "seconds": flip_seconds, "tokens": flip_tokens}
+
+    runners = [("contextcite", contextcite), ("faithaudit", faithaudit)]
+    if not with_contextcite:
+        runners = runners[1:]
+    if index % 2 == 1:
+        runners.reverse()
+    extra["order"] = [name for name, _ in runners]
+    for _, fn in runners:
+        fn()
+
+    # The fixed-64 surrogate (the design an explicit num_ablations gets, without its held-out masks).
+    def fixed_ablation() -> np.ndarray:
+        base = score_full_context(model, layout, response_ids, with_attention=False)
+        masks = interventions.random_keep_masks(n, args.num_ablations, keep_probability=0.5, seed=0)
+        targets = logit_probs(score_masks(model, layout, response_ids, masks, base=base))
+        return fit_surrogate(masks, targets, solver=LassoSolver(0.01)).weights
+
+    scores["context_ablation"], seconds, tokens = timer.run(fixed_ablation)
+    cost["context_ablation"] = {"seconds": seconds, "tokens": tokens}
+
+    full_prompt = layout.build()
+    spans = [full_prompt.spans[i] for i in range(n)]
+    scores["attention_rollout"], seconds, tokens = timer.run(
+        lambda: rollout.rollout_shares(model, full_prompt.ids, response_ids, spans)
+    )
+    cost["attention_rollout"] = {"seconds": seconds, "tokens": tokens}
+
+    # -- evaluation (not counted in any method's cost) ----------------------------------------------------------
+    base = score_full_context(model, layout, response_ids, with_attention=False)
+    full_lp = base.score.logprob
+    eval_masks = interventions.random_keep_masks(n, args.eval_masks, keep_probability=0.5, seed=EVAL_SEED)
+    eval_lp = logprobs(score_masks(model, layout, response_ids, eval_masks, base=base))
+    removal: dict[tuple[int, ...], np.ndarray] = {}
+    for s in scores.values():
+        for k in KS:
+            removal.setdefault(tuple(sorted(top_k(s, k))), np.ones(n, dtype=bool))
+    for removed, mask in removal.items():
+        mask[list(removed)] = False
+    keys = list(removal)
+    removed_scores = score_masks(model, layout, response_ids, np.stack([removal[k] for k in keys]), base=base)
+    removal_lp = dict(zip(keys, logprobs(removed_scores), strict=True))
+
+    methods: dict[str, Any] = {}
+    for name in METHODS:
+        if name not in scores:
+            continue
+        s = np.asarray(scores[name], dtype=np.float64)
+        methods[name] = {
+            "scores": [round(float(v), 6) for v in s],
+            **{f"recall_at_{k}": recall_at_k(s, case.gold, k) for k in KS},
+            "topk_logprob_drop": {str(k): full_lp - float(removal_lp[tuple(sorted(top_k(s, k)))]) for k in KS},
+            "lds": lds(s, eval_masks, eval_lp),
+            "seconds": cost[name]["seconds"],
+            "tokens_processed": int(cost[name]["tokens"]),
+        }
+    return {
+        "id": case.id,
+        "index": index,
+        "num_sources": n,
+        "gold": case.gold,
+        "prompt_tokens": len(full_prompt.ids),
+        "response_tokens": len(response_ids),
+        "logprob_full": full_lp,
+        "methods": methods,
+        **extra,
+    }
+
+
+# -- summary ---------------------------------------------------------------------------------------------
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    for name in METHODS:
+        rows = [r["methods"][name] for r in records if name in r["methods"]]
+        if not rows:
+            continue
+        methods[name] = {
+            **{f"recall_at_{k}": _mean([r[f"recall_at_{k}"] for r in rows]) for k in KS},
+            "topk_logprob_drop": {str(k): _mean([r["topk_logprob_drop"][str(k)] for r in rows]) for k in KS},
+            "lds": _mean([r["lds"] for r in rows]),
+            "lds_undefined_cases": sum(r["lds"] is None for r in rows),
+            "seconds_median": statistics.median(r["seconds"] for r in rows),
+            "tokens_processed_median": statistics.median(r["tokens_processed"] for r in rows),
+            "cases": len(rows),
+        }
+    ratios = [
+        r["methods"]["faithaudit_full"]["seconds"] / r["methods"]["contextcite"]["seconds"]
+        for r in records
+        if "contextcite" in r["methods"] and "faithaudit_full" in r["methods"]
+    ]
+    token_ratios = [
+        r["methods"]["faithaudit_full"]["tokens_processed"] / r["methods"]["contextcite"]["tokens_processed"]
+        for r in records
+        if "contextcite" in r["methods"] and "faithaudit_full" in r["methods"]
+    ]
+    flips = [r["answer_flips"]["seconds"] for r in records if "answer_flips" in r]
+    return {
+        "cases": len(records),
+        **meta,
+        "methods": methods,
+        "time_ratio_full_vs_contextcite": statistics.median(ratios) if ratios else None,
+        "time_ratios_per_case": [round(x, 4) for x in ratios],
+        "tokens_ratio_full_vs_contextcite": statistics.median(token_ratios) if token_ratios else None,
+        "answer_flip_seconds_median": statistics.median(flips) if flips else None,
+        "adaptive_random_masks": [r.get("adaptive_random_masks") for r in records],
+        "prompt_tokens_median": statistics.median(r["prompt_tokens"] for r in records) if records else None,
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def warm_up(model: ModelAdapter, case: Case, *, with_contextcite: bool) -> None:
+    """One pass of each kind (full with attention, cached, ContextCite's), none of it measured."""
+    request = audit_request(case, methods=["attention", "leave_one_out"])
+    layout = build_layout(request, model)
+    response_ids = model.encode(case.answer)
+    base = score_full_context(model, layout, response_ids, with_attention=True)
+    score_masks(model, layout, response_ids, interventions.leave_one_out_masks(layout.num_sources)[:2], base=base)
+    if with_contextcite:
+        contextcite_runner.run_contextcite(
+            model.model, model.tokenizer, case.paragraphs, case.question, case.answer, num_ablations=2
+        )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.config import get_settings
+
+    settings = get_settings()
+    cases = load_cases(args.dataset, args.data_dir, args.limit, args.max_docs)
+    with_cc = not args.no_contextcite
+    if with_cc:
+        contextcite_runner.import_context_cite()
+    model = load_adapter(args.model, cache_dir=settings.cache_dir, threads=args.threads or settings.torch_threads)
+    cases_path = args.json.with_suffix(".cases.jsonl")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    records = read_records(cases_path) if args.resume else []
+    if not args.resume:
+        cases_path.write_text("", encoding="utf-8")
+    done = {r["id"] for r in records}
+    meta = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "model_revision": model.revision,
+        "machine": machine_info(),
+        "contextcite_version": contextcite_runner.contextcite_version() if with_cc else None,
+        "settings": {
+            "limit": args.limit,
+            "max_docs": args.max_docs,
+            "num_ablations_contextcite_and_fixed": args.num_ablations,
+            "audit_num_ablations": args.audit_num_ablations,
+            "eval_masks": args.eval_masks,
+            "prompt_template": "Context: {context}\\n\\nQuery: {query}",
+        },
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    todo = [(i, c) for i, c in enumerate(cases) if c.id not in done]
+    if todo:
+        warm_up(model, todo[0][1], with_contextcite=with_cc)
+    for i, case in todo:
+        t0 = time.perf_counter()
+        record = run_case(model, case, i, args, with_contextcite=with_cc)
+        with cases_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        records.append(record)
+        summary = summarize(records, meta | {"updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        full = record["methods"]["faithaudit_full"]
+        cc = record["methods"].get("contextcite")
+        print(
+            f"[{len(records)}/{len(cases)}] {case.id}: {record['num_sources']} sources, "
+            f"{record['prompt_tokens']} prompt tokens; full {full['seconds']:.1f}s r@2 {full['recall_at_2']:.2f}"
+            + (f"; contextcite {cc['seconds']:.1f}s r@2 {cc['recall_at_2']:.2f}" if cc else "")
+            + f"; adaptive masks {record.get('adaptive_random_masks')}; case {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+    summary = summarize(records, meta | {"updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\n{summary['dataset']}: {summary['cases']} cases, model {summary['model']}")
+    head = f"{'method':<26} {'r@1':>6} {'r@2':>6} {'drop@1':>7} {'drop@2':>7} {'lds':>6} {'sec':>7} {'tokens':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, m in summary["methods"].items():
+        lds_v = "  n/a" if m["lds"] is None else f"{m['lds']:6.3f}"
+        print(
+            f"{name:<26} {m['recall_at_1']:6.3f} {m['recall_at_2']:6.3f} {m['topk_logprob_drop']['1']:7.3f} "
+            f"{m['topk_logprob_drop']['2']:7.3f} {lds_v:>6} {m['seconds_median']:7.2f} "
+            f"{m['tokens_processed_median']:8.0f}"
+        )
+    ratio = summary["time_ratio_full_vs_contextcite"]
+    print(f"time_ratio_full_vs_contextcite (median of per-case ratios): {ratio if ratio is None else round(ratio, 3)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=sorted(FILES), required=True)
+    p.add_argument("--limit", type=int, default=20, help="number of cases (default 20)")
+    p.add_argument("--max-docs", type=int, default=None, help="keep the gold paragraphs plus the first distractors")
+    p.add_argument("--resume", action="store_true", help="skip the cases already in OUT's .cases.jsonl")
+    p.add_argument("--json", type=Path, required=True, metavar="OUT", help="summary JSON (cases go to .cases.jsonl)")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help=f"data folder (env {DATA_ENV})")
+    p.add_argument("--model", default=MODEL_NAME)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for both tools")
+    p.add_argument("--num-ablations", type=int, default=64, help="ContextCite's and the fixed surrogate's masks")
+    p.add_argument(
+        "--audit-num-ablations", type=int, default=None, help="faithaudit_full's num_ablations (default: adaptive)"
+    )
+    p.add_argument("--eval-masks", type=int, default=32, help="shared held-out masks per case for the LDS")
+    p.add_argument("--no-contextcite", action="store_true", help="run without ContextCite")
+    p.add_argument(
+        "--flip-max-new-tokens", type=int, default=64, help="answer-flip regenerations (the audit default: 64)"
+    )
+    args = p.parse_args(argv)
+    if not (args.data_dir / FILES[args.dataset]).is_file():
+        p.error(f"no data at {args.data_dir / FILES[args.dataset]} (set --data-dir or {DATA_ENV})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parse_args(argv)
+    print_summary(run(args))
+    print(f"\nwrote {args.json} and {args.json.with_suffix('.cases.jsonl')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
