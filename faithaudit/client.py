@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -44,6 +45,7 @@ from faithaudit.errors import FaithauditError
 __all__ = ["ApiError", "AsyncClient", "AuditFailed", "Client", "ClientError", "ServiceUnavailable", "WaitTimeout"]
 
 T = TypeVar("T", bound=BaseModel)
+S = TypeVar("S", AuditStatus, JobStatus, GateStatus)  # what a poll waits on: it has a ``status``
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -170,13 +172,16 @@ class Client(_Base):
 
     def wait(self, audit_id: str, timeout: float = 600.0) -> AuditStatus:
         """Poll until the audit is succeeded, failed or cancelled; ``WaitTimeout`` after ``timeout`` seconds."""
+        return self._poll(lambda: self.get(audit_id), f"audit {audit_id}", timeout)
+
+    def _poll(self, fetch: Callable[[], S], what: str, timeout: float) -> S:
         deadline = time.monotonic() + timeout
         while True:
-            status = self.get(audit_id)
+            status = fetch()
             if status.status in TERMINAL:
                 return status
             if time.monotonic() >= deadline:
-                raise WaitTimeout(f"audit {audit_id} still {status.status} after {timeout:g} s")
+                raise WaitTimeout(f"{what} still {status.status} after {timeout:g} s")
             time.sleep(self.poll_interval)
 
     def report(self, audit_id: str) -> AuditReport:
@@ -208,14 +213,7 @@ class Client(_Base):
         return self._call("GET", f"/v1/jobs/{job_id}", JobStatus)
 
     def wait_job(self, job_id: str, timeout: float = 600.0) -> JobStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.job(job_id)
-            if status.status in TERMINAL:
-                return status
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"job {job_id} still {status.status} after {timeout:g} s")
-            time.sleep(self.poll_interval)
+        return self._poll(lambda: self.job(job_id), f"job {job_id}", timeout)
 
     # -- gates ---------------------------------------------------------------------------------------------
     def submit_gate(self, suite: GateSuite | dict) -> JobAccepted:
@@ -225,14 +223,7 @@ class Client(_Base):
         return self._call("GET", f"/v1/gates/{gate_id}", GateStatus)
 
     def wait_gate(self, gate_id: str, timeout: float = 3600.0) -> GateStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.gate(gate_id)
-            if status.status in TERMINAL:
-                return status
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"gate {gate_id} still {status.status} after {timeout:g} s")
-            time.sleep(self.poll_interval)
+        return self._poll(lambda: self.gate(gate_id), f"gate {gate_id}", timeout)
 
 
 class AsyncClient(_Base):

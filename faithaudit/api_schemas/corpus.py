@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from faithaudit.api_schemas.agent import check_source_id
 from faithaudit.api_schemas.request import CORPUS_NAME_PATTERN
 
 MAX_DOCUMENTS_PER_CALL = 10_000
@@ -31,9 +32,7 @@ class CorpusDocumentIn(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_chars(cls, v: str | None) -> str | None:
-        if v is not None and (v != v.strip() or "[" in v or "]" in v or ":" in v):
-            raise ValueError("id may not contain '[', ']', ':' or surrounding spaces")
-        return v
+        return None if v is None else check_source_id(v)
 
 
 class CorpusDocumentsIn(BaseModel):

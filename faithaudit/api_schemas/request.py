@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from faithaudit.api_schemas.agent import AgentPipeline
+from faithaudit.api_schemas.agent import AgentPipeline, check_source_id
 from faithaudit.api_schemas.errors import PathValueError
 
 Method = Literal[
@@ -44,9 +44,7 @@ class Document(_Strict):
     @field_validator("id")
     @classmethod
     def _id_chars(cls, v: str) -> str:
-        if v != v.strip() or "[" in v or "]" in v or ":" in v:
-            raise ValueError("id may not contain '[', ']', ':' or surrounding spaces")
-        return v
+        return check_source_id(v)
 
 
 class RagPipeline(_Strict):
