@@ -119,9 +119,6 @@ class AgentTrace:
     steps: tuple[TraceStep, ...]
     final_answer: str | None  # the trailing assistant message of the messages form, if any
 
-    def step(self, step_id: str) -> TraceStep:
-        return next(s for s in self.steps if s.id == step_id)
-
     def auditable(self) -> list[str]:
         """Steps with a non-empty output: an empty output has no tokens to ablate."""
         return [s.id for s in self.steps if s.output.strip()]

@@ -110,9 +110,6 @@ class AgentLayout:
     def num_sources(self) -> int:
         return len(self.sources)
 
-    def source_of(self, step_id: str) -> int | None:
-        return next((s.index for s in self.sources if s.id == step_id), None)
-
     def build(
         self,
         keep: Sequence[bool] | None = None,
