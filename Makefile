@@ -69,6 +69,9 @@ bench-contextcite: bench-setup
 	  --json benchmarks/results/musique.json
 	$(BIN)/python benchmarks/plot_compare.py benchmarks/results/hotpotqa.json benchmarks/results/musique.json \
 	  --out benchmarks/results/compare_contextcite.png
+	$(BIN)/python benchmarks/stopping_rules.py benchmarks/results/hotpotqa_pilot.cases.jsonl \
+	  benchmarks/results/hotpotqa.cases.jsonl benchmarks/results/musique.cases.jsonl \
+	  --json benchmarks/results/stopping_rules.json
 
 bench-agent: setup
 	$(BIN)/python benchmarks/engine_cost.py --case agent

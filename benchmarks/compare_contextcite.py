@@ -235,7 +235,11 @@ def run_case(
         base = score_full_context(model, layout, response_ids, with_attention=False)
         masks = interventions.random_keep_masks(n, args.num_ablations, keep_probability=0.5, seed=0)
         targets = logit_probs(score_masks(model, layout, response_ids, masks, base=base))
+        samples["fit_seed"] = 0
+        samples["fit_logit_probs"] = [float(v) for v in targets]
         return fit_surrogate(masks, targets, solver=LassoSolver(0.01)).weights
+
+    samples: dict[str, Any] = {}
 
     scores["context_ablation"], seconds, tokens = timer.run(fixed_ablation)
     cost["context_ablation"] = {"seconds": seconds, "tokens": tokens}
@@ -252,6 +256,22 @@ def run_case(
     full_lp = base.score.logprob
     eval_masks = interventions.random_keep_masks(n, args.eval_masks, keep_probability=0.5, seed=EVAL_SEED)
     eval_lp = logprobs(score_masks(model, layout, response_ids, eval_masks, base=base))
+    # The passes a default audit reuses as surrogate samples, scored again so that any stopping rule can be
+    # replayed offline on this case (benchmarks/stopping_rules.py): same masks, same targets, no model.
+    reused = score_masks(
+        model,
+        layout,
+        response_ids,
+        np.concatenate([interventions.leave_one_out_masks(n), interventions.no_context_mask(n)]),
+        base=base,
+    )
+    samples |= {
+        "full_logit_prob": base.score.logit_prob,
+        "loo_logit_probs": [float(v) for v in logit_probs(reused[:n])],
+        "no_context_logit_prob": float(logit_probs(reused[n:])[0]),
+        "eval_seed": EVAL_SEED,
+        "eval_logprobs": [float(v) for v in eval_lp],
+    }
     removal: dict[tuple[int, ...], np.ndarray] = {}
     for s in scores.values():
         for k in KS:
@@ -285,6 +305,9 @@ def run_case(
         "logprob_full": full_lp,
         "methods": methods,
         **extra,
+        "samples": samples,
+        "torch_threads": torch_threads(),
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -331,6 +354,12 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
         "adaptive_random_masks": [r.get("adaptive_random_masks") for r in records],
         "prompt_tokens_median": statistics.median(r["prompt_tokens"] for r in records) if records else None,
     }
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def machine_info() -> dict[str, Any]:

@@ -64,6 +64,17 @@ def test_two_case_run_has_every_method_with_finite_values(model, tmp_path, monke
         assert all(v is not None and math.isfinite(v) for v in values), name
         assert m["lds"] is None or math.isfinite(m["lds"]), name
     assert len(out.with_suffix(".cases.jsonl").read_text().splitlines()) == 2
+    # The recorded samples replay the fixed fit exactly (what benchmarks/stopping_rules.py relies on).
+    rules = _load("stopping_rules")
+    cases = rules.load([out.with_suffix(".cases.jsonl")])
+    records = {r["id"]: r for r in map(json.loads, out.with_suffix(".cases.jsonl").read_text().splitlines())}
+    assert [c.id for c in cases] == ["fictional", "ocean"]
+    for case in cases:
+        weights, masks = rules.run_candidate(case, rules.Candidate("fixed", None))
+        assert masks == 4
+        recorded = records[case.id]["methods"]["context_ablation"]
+        assert weights.round(6).tolist() == pytest.approx(recorded["scores"], abs=1e-5)
+        assert rules.evaluate(case, weights)["lds"] == pytest.approx(recorded["lds"], abs=1e-9)
     if with_cc:
         assert summary["contextcite_version"] and math.isfinite(summary["time_ratio_full_vs_contextcite"])
     else:

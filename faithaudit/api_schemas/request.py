@@ -134,7 +134,7 @@ class AuditOptions(_Strict):
         ge=0,
         le=4096,
         description="Random keep-masks for context_ablation: a number is honoured exactly; null (the default) is "
-        "adaptive: up to 64, stopping once the surrogate fit is stable, reusing the leave-one-out passes.",
+        "adaptive: 32 to 64, stopping once the surrogate fit is stable, reusing the leave-one-out passes.",
     )
     keep_probability: float = Field(default=0.5, gt=0.0, lt=1.0)
     lasso_alpha: float = Field(default=0.01, gt=0.0)
