@@ -50,13 +50,15 @@ def test_split_prefix_attention_equals_one_masked_sdpa_call(model):
     np.testing.assert_allclose(split[:3], naive, atol=1e-3)
 
 
-def test_default_audit_is_adaptive_and_reuses_leave_one_out(model):
+def test_adaptive_audit_scores_whole_batches_and_no_held_out_masks(model):
     docs = FILLER_DOCS[:3] + [FICTIONAL_DOC] + FILLER_DOCS[3:5]
-    req = make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE, audit={"answer_flip_top_k": 0})
+    assert make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE).audit.num_ablations == 64  # the default: fixed
+    audit = {"answer_flip_top_k": 0, "num_ablations": None}
+    req = make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE, audit=audit)
     assert req.audit.num_ablations is None
     report = run_audit(req, model)
     random_masks = report.cost.by_stage["context_ablation"].forward_passes
-    assert 16 <= random_masks <= 64 and random_masks % 8 == 0  # batches of 8; no held-out passes
+    assert 32 <= random_masks <= 64 and random_masks % 8 == 0  # batches of 8; no held-out passes
     weights = [s.surrogate_weight for s in report.sources]
     assert int(np.argmax(weights)) == 3
     assert report.summary.surrogate_lds is not None
