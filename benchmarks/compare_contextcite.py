@@ -329,7 +329,8 @@ def default_audit_composed(record: dict[str, Any]) -> tuple[float, float]:
     other = [stages[k] for k in ("full_context", "leave_one_out", "no_context") if k in stages]
     fixed = record["methods"]["context_ablation"]
     cc = record["methods"]["contextcite"]
-    scale = 80 / 64
+    count = len(record["samples"]["fit_logit_probs"]) if record.get("samples") else 64
+    scale = (count + interventions.held_out_count(count)) / count
     seconds = sum(s["seconds"] for s in other) + fixed["seconds"] * scale
     tokens = sum(s["tokens_processed"] for s in other) + fixed["tokens_processed"] * scale
     return seconds / cc["seconds"], tokens / cc["tokens_processed"]

@@ -190,7 +190,7 @@ def table(cases: list[Case], candidates: list[Candidate]) -> list[dict[str, Any]
 
 def default_candidates() -> list[Candidate]:
     base = ablation.AdaptivePolicy()
-    out = [Candidate("fixed-64", None), Candidate(f"default {base}", base)]
+    out = [Candidate("fixed-64", None), Candidate(f"engine {base}", base)]
     for min_masks in (16, 24, 32):
         for tolerance in (0.2, 0.1, 0.05):
             out.append(
@@ -201,12 +201,10 @@ def default_candidates() -> list[Candidate]:
         out.append(
             Candidate(f"fixed-64 loo prior a{alpha}", None, solver=lambda c, a=alpha: PriorLasso(loo_prior(c), a))
         )
-        out.append(
-            Candidate(f"default loo prior a{alpha}", base, solver=lambda c, a=alpha: PriorLasso(loo_prior(c), a))
-        )
+        out.append(Candidate(f"engine loo prior a{alpha}", base, solver=lambda c, a=alpha: PriorLasso(loo_prior(c), a)))
     for alpha in (0.1, 0.3):
         out.append(Candidate(f"fixed-64 lasso a{alpha}", None, solver=lambda c, a=alpha: LassoSolver(a)))
-        out.append(Candidate(f"default lasso a{alpha}", base, solver=lambda c, a=alpha: LassoSolver(a)))
+        out.append(Candidate(f"engine lasso a{alpha}", base, solver=lambda c, a=alpha: LassoSolver(a)))
     return out
 
 

@@ -15,6 +15,10 @@ The service maps these to HTTP codes in one handler (``http_status``); the CLI m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,17 @@ class InvalidRequestError(FaithauditError):
     @classmethod
     def for_field(cls, path: str, msg: str) -> InvalidRequestError:
         return cls(f"{path}: {msg}", fields=[FieldError(path, msg)])
+
+    @classmethod
+    def from_validation(
+        cls, exc: ValidationError, what: str, *, prefix: str = "", context: str = ""
+    ) -> InvalidRequestError:
+        """A pydantic error as a 422: every field (paths under ``prefix``), the first five in the message."""
+        from faithaudit.api_schemas.errors import validation_fields
+
+        pairs = validation_fields(exc)
+        summary = "; ".join(f"{path}: {msg}" for path, msg in pairs[:5])
+        return cls(f"{context}invalid {what}: {summary}", fields=[FieldError(prefix + p, m) for p, m in pairs])
 
 
 class ForbiddenError(FaithauditError):

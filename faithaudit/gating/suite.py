@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from faithaudit.api_schemas import AuditRequest, GateSuite, SuiteCase, Thresholds, validation_fields
+from faithaudit.api_schemas import AuditRequest, GateSuite, SuiteCase, Thresholds
 from faithaudit.errors import FieldError, InvalidRequestError
 
 
@@ -32,9 +32,7 @@ def parse_suite_data(data: object, *, where: str = "") -> GateSuite:
     try:
         return GateSuite.model_validate(data)
     except ValidationError as exc:
-        fields = [FieldError(p, m) for p, m in validation_fields(exc)]
-        lines = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
-        raise InvalidRequestError(f"{where}invalid suite: {lines}", fields=fields) from None
+        raise InvalidRequestError.from_validation(exc, "suite", context=where) from None
 
 
 def load_suite(path: Path) -> GateSuite:
@@ -113,9 +111,9 @@ def _read_request(base_dir: Path, rel: str, *, index: int, label: str) -> AuditR
     try:
         return AuditRequest.model_validate(data)
     except ValidationError as exc:
-        fields = [FieldError(f"cases[{index}].request.{p}", m) for p, m in validation_fields(exc)]
-        lines = "; ".join(f"{p}: {m}" for p, m in validation_fields(exc)[:5])
-        raise InvalidRequestError(f"{label}: {path}: invalid audit request: {lines}", fields=fields) from None
+        raise InvalidRequestError.from_validation(
+            exc, "audit request", prefix=f"cases[{index}].request.", context=f"{label}: {path}: "
+        ) from None
 
 
 def inline_suite(suite: GateSuite, cases: list[ResolvedCase]) -> GateSuite:

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from faithaudit.api_schemas import AuditRequest, validation_fields
+from faithaudit.api_schemas import AuditRequest
 from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.config import Settings
-from faithaudit.errors import FieldError, InvalidRequestError
+from faithaudit.errors import InvalidRequestError
 from faithaudit.service.token_budget import check_prompt_fits
 
+M = TypeVar("M", bound=BaseModel)
 
-def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
+
+def parse_body(model: type[M], body: bytes, what: str) -> M:
+    """A request body as ``model``: 422 for JSON that does not parse or does not validate, naming the fields."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too-deep or too-long numbers
         raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
     try:
-        request = AuditRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        fields = [FieldError(path, msg) for path, msg in validation_fields(exc)]
-        summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
-        raise InvalidRequestError(f"invalid audit request: {summary}", fields=fields) from None
+        raise InvalidRequestError.from_validation(exc, what) from None
+
+
+def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
+    request = parse_body(AuditRequest, body, "audit request")
     check_served(request, settings)
     if request.pipeline.kind != "retriever":  # a retriever's documents are known only once the worker retrieves
         check_prompt_fits(

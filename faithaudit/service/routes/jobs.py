@@ -11,7 +11,6 @@ import re
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from faithaudit.api_schemas import (
     CorpusCreate,
@@ -21,28 +20,15 @@ from faithaudit.api_schemas import (
     GateVerdict,
     JobAccepted,
     JobStatus,
-    validation_fields,
 )
 from faithaudit.api_schemas.service import JobLinks
 from faithaudit.errors import FieldError, InvalidRequestError, NotFoundError
 from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep
 from faithaudit.service.store import JobRow
+from faithaudit.service.validation import parse_body
 
 router = APIRouter(tags=["corpora", "gates"])
 _ID = re.compile(r"[0-9a-f]{32}")
-
-
-def _parse(model, body: bytes, what: str):
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        fields = [FieldError(p, m) for p, m in validation_fields(exc)]
-        summary = "; ".join(f"{f.path}: {f.msg}" for f in fields[:5])
-        raise InvalidRequestError(f"invalid {what}: {summary}", fields=fields) from None
 
 
 def _accepted(row: JobRow, background: BackgroundTasks, store, enqueuer, *, path: str) -> JSONResponse:
@@ -97,7 +83,7 @@ async def create_corpus(
     request: Request, background: BackgroundTasks, tenant: CurrentTenant, store: StoreDep, enqueuer: EnqueuerDep
 ) -> JSONResponse:
     """Register a corpus and build its index on a worker from the given documents (202 + job id)."""
-    body = _parse(CorpusCreate, await request.body(), "corpus")
+    body = parse_body(CorpusCreate, await request.body(), "corpus")
 
     def work() -> JobRow:
         store.create_corpus(tenant, body.name)
@@ -119,7 +105,7 @@ async def add_corpus_documents(
     """Embed more documents into an existing corpus on a worker (404 for an unknown corpus)."""
     if await run_in_threadpool(store.get_corpus, tenant, name) is None:
         raise NotFoundError(f"no corpus {name!r}")
-    body = _parse(CorpusDocumentsIn, await request.body(), "documents")
+    body = parse_body(CorpusDocumentsIn, await request.body(), "documents")
     payload = {"corpus": name, "documents": [d.model_dump(mode="json") for d in body.documents]}
     row = await run_in_threadpool(lambda: store.create_job(tenant=tenant, kind="corpus_add", payload=payload))
     return _accepted(row, background, store, enqueuer, path="/v1/jobs")
