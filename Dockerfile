@@ -21,7 +21,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
 # A non-root user; the default model is dequantized and cached at build time (no download at run time).
 RUN useradd --system --uid 10001 --home-dir /var/lib/faithaudit --create-home faithaudit \
  && mkdir -p /opt/faithaudit/cache \
- && python -c "from faithaudit.audits.model_registry import resolve_model, materialize; \
+ && python -c "from faithaudit.audits.model.registry import resolve_model, materialize; \
 from pathlib import Path; materialize(resolve_model('smollm2-135m-instruct'), Path('/opt/faithaudit/cache'))" \
  && chown -R faithaudit /opt/faithaudit /var/lib/faithaudit
 USER faithaudit

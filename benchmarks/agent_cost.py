@@ -55,11 +55,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from faithaudit.audits import interventions
-    from faithaudit.audits.agent_prompt import build_agent_layout
-    from faithaudit.audits.engine import run_audit
-    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.audits.model.registry import load_adapter
+    from faithaudit.audits.prompt.agent import build_agent_layout
+    from faithaudit.audits.run import run_audit
     from faithaudit.audits.scoring import score_full_context, score_masks, score_pairs
-    from faithaudit.audits.tool_interventions import replaced_reliance, unavailable_outputs
+    from faithaudit.audits.stages.tools import replaced_reliance, unavailable_outputs
     from faithaudit.config import get_settings
     from faithaudit.tools import registry_for
 

@@ -47,10 +47,10 @@ import numpy as np
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.audits import interventions
-from faithaudit.audits.engine import run_audit
-from faithaudit.audits.model import ModelAdapter
-from faithaudit.audits.prompt import PromptLayout, build_layout
+from faithaudit.audits.model.adapter import ModelAdapter
+from faithaudit.audits.prompt.rag import RagLayout, build_layout
 from faithaudit.audits.reliance import LassoSolver, fit_surrogate, spearman
+from faithaudit.audits.run import run_audit
 from faithaudit.audits.scoring import logit_probs, logprobs, score_full_context, score_masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -167,7 +167,7 @@ def run_case(
 ) -> dict[str, Any]:
     timer = Timer(model)
     request = audit_request(case, num_ablations=args.audit_num_ablations)
-    layout: PromptLayout = build_layout(request, model)
+    layout: RagLayout = build_layout(request, model)
     response_ids = model.encode(case.answer)
     n = layout.num_sources
     scores: dict[str, np.ndarray] = {}
@@ -433,7 +433,7 @@ def resummarize(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.audits.model.registry import load_adapter
     from faithaudit.config import get_settings
 
     settings = get_settings()

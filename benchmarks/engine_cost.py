@@ -39,9 +39,9 @@ import numpy as np
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.audits import interventions
-from faithaudit.audits.engine import run_audit
-from faithaudit.audits.model import ModelAdapter, ResponseScore
-from faithaudit.audits.prompt import PromptLayout, build_layout
+from faithaudit.audits.model.adapter import ModelAdapter, ResponseScore
+from faithaudit.audits.prompt.rag import RagLayout, build_layout
+from faithaudit.audits.run import run_audit
 from faithaudit.audits.scoring import BaseRun, score_full_context, score_masks
 from faithaudit.config import get_settings
 
@@ -58,7 +58,7 @@ TOKEN_RATIO_TARGET = 0.6
 @dataclass(frozen=True)
 class Case:
     request: AuditRequest
-    layout: PromptLayout
+    layout: RagLayout
     response_ids: list[int]
     prompt_tokens: int
     source: str  # which records it came from
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import transformers
 
-    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.audits.model.registry import load_adapter
 
     settings = get_settings()
     threads = args.threads or settings.torch_threads

@@ -99,15 +99,16 @@ def audit(
 def _run(request, *, tenant: str = "local"):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.audits.model.registry import load_model
+    from faithaudit.audits.run import audit_request
     from faithaudit.config import get_settings
-    from faithaudit.retrieval.replay import audit_request
+    from faithaudit.retrieval.replay import CorpusLibrary
     from faithaudit.tools import registry_for
 
     settings = get_settings()
     name = request.model.name or settings.default_model
     with err.status(f"loading {name}", spinner="dots"):
-        model = load_adapter(name, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+        model = load_model(name, settings)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -124,8 +125,8 @@ def _run(request, *, tenant: str = "local"):
         return audit_request(
             request,
             model,
-            data_dir=settings.data_dir,
             tenant=tenant,
+            corpora=CorpusLibrary(settings.data_dir),
             progress=progress,
             max_sources=settings.max_sources,
             max_source_chars=settings.max_source_chars,
@@ -231,7 +232,7 @@ def _print_agent(console, report) -> None:
 @app.command("models")
 def models() -> None:
     """List the built-in model names."""
-    from faithaudit.audits.model_registry import list_models
+    from faithaudit.audits.model.registry import list_models
 
     for name in list_models():
         typer.echo(name)
@@ -332,7 +333,7 @@ def gate(
 
 
 def _gate_local(cases, *, suite_name: str, tenant: str):
-    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.audits.model.registry import load_model
     from faithaudit.config import get_settings
     from faithaudit.gating.run import run_cases
 
@@ -340,7 +341,7 @@ def _gate_local(cases, *, suite_name: str, tenant: str):
 
     def load(name: str):
         with err.status(f"loading {name}", spinner="dots"):
-            return load_adapter(name, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+            return load_model(name, settings)
 
     return run_cases(
         cases,
@@ -437,7 +438,7 @@ def trace_tau_bench(
 def _store():
     """Open the store and apply its migrations (every command that opens it does)."""
     from faithaudit.config import get_settings
-    from faithaudit.service.store import Store
+    from faithaudit.store import Store
 
     store = Store.from_settings(get_settings())
     store.upgrade()

@@ -1,16 +1,11 @@
-"""Shared fixtures: the real default model, loaded once per test process."""
+"""Shared fixtures: the real default model, loaded once per test process, and the golden reports, audited once
+per session and shared by the tests that only read a report. Test data lives in ``cases.py``."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-SHARED_BENCHMARKS = ROOT.parent / "shared" / "data" / "benchmarks"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -18,44 +13,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def model():
-    from faithaudit.audits.model_registry import load_adapter
+    from faithaudit.audits.model.registry import load_model
     from faithaudit.config import get_settings
 
-    settings = get_settings()
-    return load_adapter(settings.default_model, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    return load_model(None, get_settings())
 
 
-def load_example(name: str) -> dict:
-    return json.loads((EXAMPLES / name).read_text())
+@pytest.fixture(scope="session")
+def golden_reports(model):
+    """The reports of the golden RAG and agent cases (``cases.golden_request``), audited once per session."""
+    from cases import GOLDEN_CASES, golden_request
 
+    from faithaudit.audits.run import audit_request
+    from faithaudit.tools import registry_for
 
-def make_request(documents: list[tuple[str, str]], query: str, response: str | None, **extra):
-    from faithaudit.api_schemas import AuditRequest
-
-    body = {
-        "query": query,
-        "pipeline": {"kind": "rag", "documents": [{"id": i, "text": t} for i, t in documents]},
-        **({"response": response} if response is not None else {}),
-        **extra,
-    }
-    return AuditRequest.model_validate(body)
-
-
-# Short, fictional and plain-knowledge documents for fast real-model cases (~25 tokens each).
-FILLER_DOCS = [
-    ("f1", "The Amazon rainforest covers much of the Amazon basin in South America."),
-    ("f2", "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris."),
-    ("f3", "Photosynthesis lets green plants turn sunlight, water and carbon dioxide into sugar."),
-    ("f4", "The Pacific Ocean is the largest and deepest of the five oceans on Earth."),
-    ("f5", "Mount Kilimanjaro is a dormant volcano in Tanzania and the highest peak in Africa."),
-    ("f6", "Honey bees communicate the location of flowers to each other with a waggle dance."),
-    ("f7", "The violin is a string instrument usually played with a bow made of horsehair."),
-    ("f8", "Glaciers are slow rivers of ice that form where snow builds up over many years."),
-    ("f9", "The printing press was developed in Europe by Johannes Gutenberg around 1440."),
-]
-FICTIONAL_DOC = (
-    "key",
-    "Vellmora is a small island nation in the Corsic Sea. Its capital is the harbour town of Tarsquin.",
-)
-FICTIONAL_QUERY = "What is the capital of Vellmora?"
-FICTIONAL_RESPONSE = "The capital of Vellmora is Tarsquin."
+    return {name: audit_request(golden_request(name), model, tools=registry_for) for name in GOLDEN_CASES}

@@ -6,22 +6,20 @@ import math
 
 import numpy as np
 import pytest
-from conftest import load_example
+from cases import load_example
 
 from faithaudit.api_schemas import AuditRequest
-from faithaudit.audits.agent_prompt import build_agent_layout
-from faithaudit.audits.engine import run_audit
+from faithaudit.audits.prompt.agent import build_agent_layout
 from faithaudit.audits.scoring import score_full_context, score_pairs
-from faithaudit.audits.tool_interventions import replaced_reliance, unavailable_outputs
-from faithaudit.tools import registry_for
+from faithaudit.audits.stages.tools import replaced_reliance, unavailable_outputs
 
 CASE = load_example("agent_case.json")  # weather#1 and company#2 are ignored; the answer copies calculator#3
 
 
 @pytest.fixture(scope="module")
-def report(model):
-    body = CASE | {"audit": {"num_ablations": 8, "answer_flip_top_k": 3, "replay_turns": 1}}
-    return run_audit(AuditRequest.model_validate(body), model, tools=registry_for)
+def report(golden_reports):
+    """The golden agent audit (``cases.golden_request("agent")``: 8 masks, 3 flips, one replayed turn)."""
+    return golden_reports["agent"]
 
 
 def _source(report, sid):

@@ -6,12 +6,12 @@ import copy
 import json
 
 import pytest
-from conftest import SHARED_BENCHMARKS, load_example
+from cases import SHARED_BENCHMARKS, load_example
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from faithaudit.api_schemas import AuditRequest, validation_fields
-from faithaudit.audits.agent_prompt import build_agent_layout
+from faithaudit.audits.prompt.agent import build_agent_layout
 from faithaudit.cli import app
 from faithaudit.tools.traces import iter_jsonl, tau_bench_request
 

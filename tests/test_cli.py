@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EXAMPLES, ROOT, load_example
+from cases import EXAMPLES, ROOT, load_example
 from typer.testing import CliRunner
 
 from faithaudit.api_schemas import AuditReport

@@ -6,7 +6,7 @@ import math
 import sys
 
 import pytest
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, ROOT
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, ROOT
 
 BENCH = ROOT / "benchmarks"
 
@@ -47,7 +47,7 @@ def test_two_case_run_has_every_method_with_finite_values(model, tmp_path, monke
     data.mkdir()
     (data / bench.FILES["hotpotqa"]).write_text("\n".join(json.dumps(r) for r in _records()) + "\n")
     out = tmp_path / "out.json"
-    monkeypatch.setattr("faithaudit.audits.model_registry.load_adapter", lambda *a, **k: model)
+    monkeypatch.setattr("faithaudit.audits.model.registry.load_adapter", lambda *a, **k: model)
     argv = ["--dataset", "hotpotqa", "--limit", "2", "--data-dir", str(data), "--json", str(out)]
     argv += ["--num-ablations", "4", "--eval-masks", "6", "--audit-num-ablations", "4"]
     argv += ["--flip-max-new-tokens", "8"]

@@ -6,12 +6,12 @@
 """
 
 import numpy as np
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
 from test_scoring import _naive_logprob
 
 from faithaudit.audits import interventions
-from faithaudit.audits.engine import run_audit
-from faithaudit.audits.prompt import build_layout
+from faithaudit.audits.prompt.rag import build_layout
+from faithaudit.audits.run import run_audit
 from faithaudit.audits.scoring import logprobs, score_full_context, score_masks
 
 

@@ -1,9 +1,9 @@
 """What the engine finds on real cases with the real model."""
 
 import pytest
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
 
-from faithaudit.audits.engine import run_audit
+from faithaudit.audits.run import run_audit
 
 FAST = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0}
 

@@ -1,7 +1,7 @@
 """Gate bookkeeping (pure: no model needed)."""
 
 from faithaudit.api_schemas import Summary, Thresholds
-from faithaudit.audits.gate import evaluate_gate
+from faithaudit.audits.report.gate import evaluate_gate
 
 
 def _summary(**kw) -> Summary:
@@ -34,7 +34,7 @@ def test_a_threshold_on_an_unmeasured_figure_fails():
 
 def test_a_flip_does_not_make_a_distracting_source_decisive():
     from faithaudit.api_schemas import LabelThresholds
-    from faithaudit.audits.labels import label_source
+    from faithaudit.audits.report.labels import label_source
 
     rules = LabelThresholds()
     args = {"attention": None, "num_sources": 3, "rules": rules}

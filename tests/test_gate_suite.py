@@ -6,7 +6,7 @@ import json
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import load_example
+from cases import load_example
 from service_harness import free_port
 from typer.testing import CliRunner
 

@@ -9,7 +9,7 @@ import time
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, load_example
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, load_example
 from service_harness import create_key, service_env, start_api, start_worker
 from typer.testing import CliRunner
 

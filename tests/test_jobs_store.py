@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from faithaudit.errors import ConflictError
-from faithaudit.service.reaper import reap_once
-from faithaudit.service.store import Store
+from faithaudit.store import Store
+from faithaudit.store.reaper import reap_once
 
 
 @pytest.fixture()

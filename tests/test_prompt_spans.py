@@ -1,8 +1,8 @@
 """Span bookkeeping on the real tokenizer: each source's tokens decode back to its text."""
 
-from conftest import FICTIONAL_DOC, FILLER_DOCS, make_request
+from cases import FICTIONAL_DOC, FILLER_DOCS, make_request
 
-from faithaudit.audits.prompt import build_layout
+from faithaudit.audits.prompt.rag import build_layout
 
 
 def _docs():

@@ -2,9 +2,9 @@
 
 import numpy as np
 import torch
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
 
-from faithaudit.audits.prompt import build_layout
+from faithaudit.audits.prompt.rag import build_layout
 from faithaudit.audits.scoring import score_full_context
 
 

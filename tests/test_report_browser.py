@@ -7,9 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
 
-from faithaudit.audits.engine import run_audit
 from faithaudit.service.html_report import render_report_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -44,15 +42,12 @@ def browser():
     driver.quit()
 
 
-def test_report_chart_renders_in_chromium(browser, model, tmp_path):
+def test_report_chart_renders_in_chromium(browser, golden_reports, tmp_path):
     from PIL import Image
     from selenium.webdriver.common.by import By
 
-    docs = [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]]
-    report = run_audit(
-        make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE, audit={"num_ablations": 4, "answer_flip_top_k": 0}),
-        model,
-    )
+    report = golden_reports["rag"]  # examples/fictional_fact.json, audited once per session
+    docs = report.sources
     page = tmp_path / "report.html"
     page.write_text(render_report_html(report))
     browser.get(page.as_uri())
@@ -60,7 +55,7 @@ def test_report_chart_renders_in_chromium(browser, model, tmp_path):
     chart = browser.find_element(By.ID, "reliance-chart")
     assert chart.tag_name == "svg"
     assert len(chart.find_elements(By.CSS_SELECTOR, "rect.bar")) == 2 * len(docs)
-    for source in ("f1", "key", "f2"):
+    for source in ("d1", "d2", "d3", "d4"):
         bars = chart.find_elements(By.CSS_SELECTOR, f'rect.bar[data-source="{source}"]')
         assert sorted(b.get_attribute("class") for b in bars) == ["bar attention", "bar reliance"]
     assert chart.size["width"] > 200 and chart.size["height"] > 50

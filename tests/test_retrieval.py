@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS
 from typer.testing import CliRunner
 
 from faithaudit.api_schemas import AuditRequest, CorpusDocumentIn
@@ -66,7 +66,8 @@ def test_corpus_is_persisted_and_reloaded(data_dir):
 
 
 def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, model):
-    from faithaudit.retrieval.replay import audit_request
+    from faithaudit.audits.run import audit_request
+    from faithaudit.retrieval.replay import CorpusLibrary
 
     request = AuditRequest.model_validate(
         {
@@ -76,7 +77,7 @@ def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, 
             "audit": {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0},
         }
     )
-    report = audit_request(request, model, data_dir=data_dir, tenant="acme")
+    report = audit_request(request, model, tenant="acme", corpora=CorpusLibrary(data_dir))
     r = report.retrieval
     assert r.corpus == "kb" and r.k == 3 and len(r.documents) == 3 and r.next_document.rank == 4
     assert r.documents[0].id == "key" and r.documents[0].metadata == {"source": "kb/key.md"}
@@ -107,9 +108,9 @@ def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, 
 
     unknown = request.model_copy(update={"pipeline": request.pipeline.model_copy(update={"corpus": "nope"})})
     with pytest.raises(InvalidRequestError) as exc:
-        audit_request(unknown, model, data_dir=data_dir, tenant="acme")
+        audit_request(unknown, model, tenant="acme", corpora=CorpusLibrary(data_dir))
     assert exc.value.fields[0].path == "pipeline.corpus"
     too_deep = request.model_copy(update={"pipeline": request.pipeline.model_copy(update={"k": 11})})
     with pytest.raises(InvalidRequestError) as exc:
-        audit_request(too_deep, model, data_dir=data_dir, tenant="acme")
+        audit_request(too_deep, model, tenant="acme", corpora=CorpusLibrary(data_dir))
     assert exc.value.fields[0].path == "pipeline.k"

@@ -2,10 +2,10 @@
 
 import numpy as np
 import torch
-from conftest import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, make_request
 
-from faithaudit.audits.engine import run_audit
-from faithaudit.audits.prompt import build_layout
+from faithaudit.audits.prompt.rag import build_layout
+from faithaudit.audits.run import run_audit
 
 
 def _naive_logprob(model, prompt_ids, response_ids) -> float:

@@ -1,4 +1,4 @@
-from faithaudit.audits.sentences import split_sentences
+from faithaudit.audits.prompt.sentences import split_sentences
 
 
 def texts(text: str) -> list[str]:

@@ -13,13 +13,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import ROOT, load_example
+from cases import ROOT, load_example
 from fastapi.testclient import TestClient
 
 from faithaudit.config import Settings
+from faithaudit.queue import Enqueuer
 from faithaudit.service.app import create_app
-from faithaudit.service.queue import Enqueuer
-from faithaudit.service.store import Store
+from faithaudit.store import Store
 
 SMALL = load_example("fictional_fact.json") | {"audit": {"num_ablations": 4, "answer_flip_top_k": 0}}
 
@@ -217,7 +217,7 @@ def test_api_process_never_imports_torch():
 def _succeeded_audit(client, store, key: str, model) -> str:
     """Submit over HTTP, then run the real engine under a lease, as a worker would."""
     from faithaudit.api_schemas import AuditRequest
-    from faithaudit.audits.engine import run_audit
+    from faithaudit.audits.run import run_audit
 
     audit_id = client.post("/v1/audits", json=SMALL, headers=auth(key)).json()["id"]
     claim = store.claim(audit_id, "test-worker", lease_seconds=60, max_attempts=3)

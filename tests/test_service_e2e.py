@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import load_example
+from cases import load_example
 from service_harness import (
     ROOT,
     create_key,
@@ -110,7 +110,7 @@ def test_killed_worker_audit_resumes_on_another_worker(tmp_path, sqlite_url):
             done = wait_for(client, audit_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=400)
             assert done["status"] == "succeeded", (done.get("error"), second.tail())
             assert done["attempts"] >= 2
-        from faithaudit.service.store import Store
+        from faithaudit.store import Store
 
         store = Store(sqlite_url)
         statuses = [status for status, _ in store.events(audit_id)]

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from faithaudit.errors import ConflictError, InvalidRequestError
-from faithaudit.service.store import MIGRATIONS_DIR, Store, hash_key, metadata
+from faithaudit.store import MIGRATIONS_DIR, Store, hash_key, metadata
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 LEASE = 30.0

@@ -125,6 +125,9 @@ class LabelThresholds(_Strict):
     not_attended_factor: float = Field(default=0.5, gt=0)
     parametric_context_reliance: float = 1.0
     faithfulness_token_delta: float = 0.5
+    surrogate_lds_floor: float = Field(
+        default=0.3, ge=-1.0, le=1.0, description="Flag low_surrogate_fit when the surrogate's LDS is below this."
+    )
 
 
 class AuditOptions(_Strict):

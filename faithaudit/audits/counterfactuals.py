@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 CounterfactualOrigin = Literal["request", "numbers_changed", "entity_swapped"]
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A replacement tool output and where it came from."""
+
+    text: str
+    origin: CounterfactualOrigin
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]*\d)")
 _ENTITY = re.compile(r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)*\b")

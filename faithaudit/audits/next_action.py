@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from faithaudit.api_schemas.report import NextActionReport
-from faithaudit.audits.agent_prompt import CALL_CLOSE, CALL_OPEN
+from faithaudit.audits.prompt.agent import CALL_CLOSE, CALL_OPEN
 
 _CALL = re.compile(re.escape(CALL_OPEN) + r"\s*(.*?)\s*(?:" + re.escape(CALL_CLOSE) + r"|$)", re.S)
 _PUNCT = re.compile(r"[^\w\s]")

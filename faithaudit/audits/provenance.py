@@ -47,7 +47,7 @@ class AttentionProbe:
                 f"attention probe saw {len(self.per_layer)} of {self.num_layers} layers; "
                 "the model does not route attention through transformers' AttentionInterface"
             )
-        by_layer = np.stack([self.per_layer[i].numpy() for i in range(self.num_layers)])  # [layers, sources]
+        by_layer = np.stack([np.asarray(self.per_layer[i], dtype=np.float64) for i in range(self.num_layers)])
         return AttentionReading.from_raw(by_layer)
 
 
@@ -86,7 +86,7 @@ def probe_attention_forward(
 ):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from faithaudit.audits import split_attention
+    from faithaudit.audits.model import split_attention
 
     probe = _ACTIVE_PROBE.get()
     if probe is not None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faithaudit.audits.model import CachedContext, ModelAdapter, ResponseScore
-from faithaudit.audits.prompt import BuiltPrompt, PromptLayout
+from faithaudit.audits.model.adapter import CachedContext, ModelAdapter, ResponseScore
+from faithaudit.audits.prompt.layout import BuiltPrompt, SourceLayout
 from faithaudit.audits.provenance import AttentionProbe, AttentionReading
 
 
@@ -26,7 +26,7 @@ class BaseRun:
 
 
 def score_full_context(
-    model: ModelAdapter, layout: PromptLayout, response_ids: Sequence[int], *, with_attention: bool
+    model: ModelAdapter, layout: SourceLayout, response_ids: Sequence[int], *, with_attention: bool
 ) -> BaseRun:
     prompt = layout.build()
     probe = None
@@ -44,7 +44,7 @@ def score_full_context(
 
 def score_masks(
     model: ModelAdapter,
-    layout: PromptLayout,
+    layout: SourceLayout,
     response_ids: Sequence[int],
     masks: np.ndarray,  # [m, n] bool
     *,

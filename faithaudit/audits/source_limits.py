@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.api_schemas.agent import AgentPipeline
-from faithaudit.audits.sentences import split_sentences
+from faithaudit.audits.prompt.sentences import split_sentences
 from faithaudit.errors import InvalidRequestError
 
 

@@ -27,7 +27,8 @@ def run_cases(
     on_case: Callable[[int, str], None] | None = None,
 ) -> GateVerdict:
     """Audit every case; an audit that raises becomes an ``error`` case (the verdict is then not evaluated)."""
-    from faithaudit.retrieval.replay import audit_request
+    from faithaudit.audits.run import audit_request
+    from faithaudit.retrieval.replay import CorpusLibrary
     from faithaudit.tools import registry_for
 
     verdicts = []
@@ -40,8 +41,8 @@ def run_cases(
             report = audit_request(
                 case.request,
                 model,
-                data_dir=data_dir,
                 tenant=tenant,
+                corpora=CorpusLibrary(data_dir),
                 max_sources=max_sources,
                 max_source_chars=max_source_chars,
                 tools=registry_for,

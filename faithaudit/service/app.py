@@ -14,12 +14,12 @@ from faithaudit import __version__
 from faithaudit.api_schemas import format_loc
 from faithaudit.config import Settings, get_settings
 from faithaudit.errors import FaithauditError
+from faithaudit.queue import Enqueuer
 from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import BodySizeLimit
-from faithaudit.service.queue import Enqueuer
-from faithaudit.service.reaper import ReaperThread
 from faithaudit.service.routes import audits, health, jobs
-from faithaudit.service.store import Store
+from faithaudit.store import Store
+from faithaudit.store.reaper import ReaperThread
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from faithaudit.config import Settings
 from faithaudit.errors import FaithauditError
-from faithaudit.service.queue import Enqueuer
-from faithaudit.service.store import Store
+from faithaudit.queue import Enqueuer
+from faithaudit.store import Store
 
 
 class UnauthorizedError(FaithauditError):

@@ -13,24 +13,21 @@ from functools import lru_cache
 from pathlib import Path
 
 from faithaudit.api_schemas import AuditRequest
-from faithaudit.api_schemas.agent import AgentPipeline
-from faithaudit.audits.agent_prompt import build_agent_layout
-from faithaudit.audits.model_registry import materialized_folder
-from faithaudit.audits.prompt import build_layout, chat_messages, check_fits, plain_chat
+from faithaudit.audits.model.adapter import ChatPromptMixin
+from faithaudit.audits.model.chat import plain_chat
+from faithaudit.audits.model.registry import materialized_folder
+from faithaudit.audits.prompt.layout import check_fits, request_layout
 from faithaudit.errors import InvalidRequestError
 
 
 @dataclass(frozen=True)
-class TokenizerOnly:
-    """The text half of the model adapter protocol: enough to build a prompt layout and count tokens."""
+class TokenizerOnly(ChatPromptMixin):
+    """``TextAdapter`` (``audits.model.adapter``): the text half of the model adapter, without torch."""
 
     name: str
     context_window: int
     tokenizer: object
     template: object | None
-
-    def chat_prompt(self, *, system: str | None, user: str) -> str:
-        return self.render_chat(chat_messages(system=system, user=user), add_generation_prompt=True)
 
     def render_chat(self, messages, *, add_generation_prompt: bool) -> str:
         if self.template is None:
@@ -76,19 +73,9 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
     from jinja2 import TemplateError
 
     counter = _load(model_name, folder)
-    response = request.response
-    if response is None and isinstance(request.pipeline, AgentPipeline):
-        response = request.pipeline.trace(query=request.query).final_answer
-    response_len = len(counter.encode(response)) if response else 0
-    generates = response is None or request.audit.answer_flip_top_k > 0 or "policy_replay" in request.audit.methods
-    if generates:
-        response_len = max(response_len, request.model.max_new_tokens)
     try:
-        if isinstance(request.pipeline, AgentPipeline):
-            prompt = build_agent_layout(request, counter, response_len=response_len).build()
-        else:
-            prompt = build_layout(request, counter).build()
+        layout, _, response_len = request_layout(request, counter)
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
-    check_fits(len(prompt.ids), response_len, counter)
+    check_fits(len(layout.build().ids), response_len, counter)
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from faithaudit.audits.agent_prompt import AgentLayout
+    from faithaudit.audits.prompt.agent import AgentLayout
     from faithaudit.tools.registry import ToolRegistry
 
 

@@ -34,8 +34,8 @@ _reaper = None
 def _start_reaper(**_: object) -> None:
     """Every worker also sweeps for expired leases and never-enqueued audits."""
     global _reaper
-    from faithaudit.service.queue import Enqueuer
-    from faithaudit.service.reaper import ReaperThread
+    from faithaudit.queue import Enqueuer
+    from faithaudit.store.reaper import ReaperThread
     from faithaudit.workers.runtime import get_store
 
     settings = get_settings()

@@ -26,19 +26,18 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 @lru_cache(maxsize=1)
 def get_store():
-    from faithaudit.service.store import Store
+    from faithaudit.store import Store
 
     store = Store.from_settings(get_settings())
     store.upgrade()
     return store
 
 
-def get_model(name: str):
-    """Each model is loaded once per worker process (``load_adapter`` caches it)."""
-    from faithaudit.audits.model_registry import load_adapter
+def get_model(name: str | None):
+    """Each model is loaded once per worker process (``load_model`` caches it)."""
+    from faithaudit.audits.model.registry import load_model
 
-    settings = get_settings()
-    return load_adapter(name, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    return load_model(name, get_settings())
 
 
 class LeaseLost(Exception):
@@ -91,7 +90,8 @@ class _Lease:
 
 def execute_audit(audit_id: str) -> str:
     """Run one stored audit; returns what happened (for logs): succeeded, failed, skipped:<reason>, lease_lost."""
-    from faithaudit.retrieval.replay import audit_request
+    from faithaudit.audits.run import audit_request
+    from faithaudit.retrieval.replay import CorpusLibrary
     from faithaudit.tools import registry_for
 
     settings = get_settings()
@@ -103,13 +103,13 @@ def execute_audit(audit_id: str) -> str:
     with _Lease(store, audit_id, lease_seconds=settings.lease_seconds) as lease:
         try:
             request = AuditRequest.model_validate(claim.audit.request)
-            model = get_model(request.model.name or settings.default_model)
+            model = get_model(request.model.name)
             lease.progress(0.0, "model loaded")
             report = audit_request(
                 request,
                 model,
-                data_dir=settings.data_dir,
                 tenant=claim.audit.tenant,
+                corpora=CorpusLibrary(settings.data_dir),
                 progress=lease.progress,
                 max_sources=settings.max_sources,
                 max_source_chars=settings.max_source_chars,

@@ -29,8 +29,8 @@ from faithaudit.service.deps import (
     current_tenant,
 )
 from faithaudit.service.html_report import render_report_html
-from faithaudit.service.store import AuditRow
 from faithaudit.service.validation import check_corpus, parse_audit_request, request_hash
+from faithaudit.store import AuditRow
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 

@@ -24,8 +24,8 @@ from faithaudit.api_schemas import (
 from faithaudit.api_schemas.service import JobLinks
 from faithaudit.errors import FieldError, InvalidRequestError, NotFoundError
 from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep
-from faithaudit.service.store import JobRow
 from faithaudit.service.validation import parse_body
+from faithaudit.store import JobRow
 
 router = APIRouter(tags=["corpora", "gates"])
 _ID = re.compile(r"[0-9a-f]{32}")

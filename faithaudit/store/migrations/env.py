@@ -1,4 +1,4 @@
-"""Alembic environment for faithaudit; configured in code by ``faithaudit.service.store.Store.upgrade``."""
+"""Alembic environment for faithaudit; configured in code by ``faithaudit.store.Store.upgrade`` (base.py)."""
 
 from __future__ import annotations
 

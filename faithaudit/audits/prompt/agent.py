@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Literal
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.api_schemas.agent import AgentPipeline, AgentTrace, ToolSpec, TraceStep, Turn
-from faithaudit.audits.prompt import BuiltPrompt, Source
+from faithaudit.audits.answers import numbers_lost
+from faithaudit.audits.prompt.layout import BuiltPrompt, Source
 from faithaudit.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from faithaudit.audits.model import ModelAdapter
+    from faithaudit.audits.model.adapter import TextAdapter
 
 _START = "\u2063FA_START\u2063"
 _UNIT = "\u2063FA_UNIT\u2063"
@@ -97,7 +98,7 @@ class NextAction:
 
 @dataclass(frozen=True)
 class AgentLayout:
-    """Same interface as ``PromptLayout`` (sources, build, without), plus replacements and prefixes."""
+    """A ``SourceLayout`` over a trace's tool outputs, plus next-action prefixes (``build(upto=...)``)."""
 
     sources: tuple[Source, ...]
     messages: tuple[_Message, ...]
@@ -105,6 +106,8 @@ class AgentLayout:
     steps: tuple[TraceStep, ...]  # every step left in the trace, audited or not
     trim: TrimRecord | None
     user_template: str
+    granularity: Literal["tool_output"] = "tool_output"
+    answers_differ = staticmethod(numbers_lost)
 
     @property
     def num_sources(self) -> int:
@@ -181,7 +184,7 @@ def agent_system_text(pipeline: AgentPipeline, trace: AgentTrace, system: str | 
     return "\n\n".join(parts) if parts else None
 
 
-def build_agent_layout(request: AuditRequest, model: ModelAdapter, *, response_len: int) -> AgentLayout:
+def build_agent_layout(request: AuditRequest, model: TextAdapter, *, response_len: int) -> AgentLayout:
     """Render the trace (trimmed to ``pipeline.max_prompt_tokens`` when it is set) to an ``AgentLayout``."""
     pipeline = request.pipeline
     assert isinstance(pipeline, AgentPipeline)
@@ -275,7 +278,7 @@ def _drop_step(turns: list[Turn], step: str | None) -> list[Turn]:
 
 
 def _render(
-    turns: Sequence[Turn], trace: AgentTrace, audited: Sequence[str], model: ModelAdapter, query: str
+    turns: Sequence[Turn], trace: AgentTrace, audited: Sequence[str], model: TextAdapter, query: str
 ) -> AgentLayout:
     steps = {s.id: s for s in trace.steps}
     present = [sid for t in turns for sid in t.calls]
@@ -302,30 +305,7 @@ def _render(
                 "pipeline", f"the chat template of {model.name} does not render this trace message by message"
             )
         piece, previous = rendered[len(previous) :], rendered
-        parts = _MARKS.split(piece)
-        # parts: header, START, text, UNIT, '', UNIT, '', ..., footer
-        if parts.count(_START) != 1 or parts.count(_UNIT) != len(unit_specs[k]):
-            raise InvalidRequestError.for_field(
-                "pipeline", f"the chat template of {model.name} changed the content of {t.origin}"
-            )
-        header, text = parts[0], parts[2]
-        between = parts[4::2]  # text after each unit marker: '' between units, the footer after the last
-        footer = between[-1] if between else ""  # a message without units keeps its footer in its text
-        if any(between[:-1]):
-            raise InvalidRequestError.for_field(
-                "pipeline", f"the chat template of {model.name} changed the content of {t.origin}"
-            )
-        units = tuple(_Unit(step=sid, role=role, ids=tuple(model.encode(txt))) for sid, role, txt in unit_specs[k])
-        messages.append(
-            _Message(
-                header=tuple(model.encode(header)),
-                text=tuple(model.encode(text)),
-                units=units,
-                footer=tuple(model.encode(footer)),
-                role=t.role,
-                origin=t.origin,
-            )
-        )
+        messages.append(_cut_message(piece, t, unit_specs[k], model))
     full = model.render_chat(chat, add_generation_prompt=True)
     tail = full[len(previous) :] if full.startswith(previous) else ""
 
@@ -341,4 +321,30 @@ def _render(
         steps=tuple(steps[sid] for sid in present),
         trim=None,
         user_template=query,
+    )
+
+
+def _cut_message(piece: str, turn: Turn, unit_specs, model: TextAdapter) -> _Message:
+    """One message's rendered text, cut at the markers into header, text, units and footer, each tokenized."""
+    parts = _MARKS.split(piece)
+    # parts: header, START, text, UNIT, '', UNIT, '', ..., footer
+    if parts.count(_START) != 1 or parts.count(_UNIT) != len(unit_specs):
+        raise InvalidRequestError.for_field(
+            "pipeline", f"the chat template of {model.name} changed the content of {turn.origin}"
+        )
+    header, text = parts[0], parts[2]
+    between = parts[4::2]  # text after each unit marker: '' between units, the footer after the last
+    footer = between[-1] if between else ""  # a message without units keeps its footer in its text
+    if any(between[:-1]):
+        raise InvalidRequestError.for_field(
+            "pipeline", f"the chat template of {model.name} changed the content of {turn.origin}"
+        )
+    units = tuple(_Unit(step=sid, role=role, ids=tuple(model.encode(txt))) for sid, role, txt in unit_specs)
+    return _Message(
+        header=tuple(model.encode(header)),
+        text=tuple(model.encode(text)),
+        units=units,
+        footer=tuple(model.encode(footer)),
+        role=turn.role,
+        origin=turn.origin,
     )

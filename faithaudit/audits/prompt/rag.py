@@ -13,43 +13,22 @@ too. Nothing is renumbered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from faithaudit.api_schemas import AuditRequest
-from faithaudit.audits.sentences import split_sentences
+from faithaudit.audits.answers import texts_differ
+from faithaudit.audits.prompt.layout import BuiltPrompt, Source
+from faithaudit.audits.prompt.sentences import split_sentences
 from faithaudit.errors import InvalidRequestError
 
 if TYPE_CHECKING:  # the API process builds layouts with a tokenizer only, and never imports torch
-    from faithaudit.audits.model import ModelAdapter
+    from faithaudit.api_schemas.agent import TraceStep
+    from faithaudit.audits.model.adapter import TextAdapter
+    from faithaudit.audits.prompt.agent import TrimRecord
 
 _CONTEXT_MARK = "\u2063FAITHAUDIT_CONTEXT\u2063"
-
-
-def chat_messages(*, system: str | None, user: str) -> list[dict[str, str]]:
-    """The messages a chat template renders: an optional system turn, then the user turn."""
-    return ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
-
-
-def plain_chat(messages: Sequence[dict[str, str]]) -> str:
-    """Messages as plain text, for a model without a chat template: a blank line after each turn."""
-    out = []
-    for m in messages:
-        if not m["content"] and m["role"] == "system":
-            continue
-        prefix = "" if m["role"] in ("system", "user") else f"{m['role']}: "
-        out.append(f"{prefix}{m['content']}\n\n")
-    return "".join(out)
-
-
-@dataclass(frozen=True)
-class Source:
-    index: int
-    id: str
-    kind: Literal["document", "sentence", "tool_output"]
-    document_id: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -62,26 +41,30 @@ class _Block:
 
 
 @dataclass(frozen=True)
-class BuiltPrompt:
-    ids: tuple[int, ...]
-    spans: dict[int, tuple[int, int]]  # source index -> [start, end) in ids, for kept sources
+class RagLayout:
+    """A ``SourceLayout`` over documents (or their sentences): head, one block per document, tail."""
 
-
-@dataclass(frozen=True)
-class PromptLayout:
     sources: tuple[Source, ...]
     head: tuple[int, ...]
     blocks: tuple[_Block, ...]
     separator: tuple[int, ...]
     tail: tuple[int, ...]
     user_template: str  # the user turn with {query} filled and {context} left as is
+    granularity: Literal["document", "sentence"] = "document"
+    steps: tuple[TraceStep, ...] = ()
+    trim: TrimRecord | None = None
+    answers_differ = staticmethod(texts_differ)
 
     @property
     def num_sources(self) -> int:
         return len(self.sources)
 
-    def build(self, keep: Sequence[bool] | None = None) -> BuiltPrompt:
-        """The prompt tokens with only the sources where ``keep`` is true (all when ``keep`` is None)."""
+    def build(
+        self, keep: Sequence[bool] | None = None, *, replace: Mapping[int, Sequence[int]] | None = None
+    ) -> BuiltPrompt:
+        """The prompt tokens with only the sources where ``keep`` is true (all when ``keep`` is None), and the
+        tokens of the sources in ``replace`` swapped for the given ones."""
+        replace = replace or {}
         n = self.num_sources
         if keep is not None and len(keep) != n:
             raise ValueError(f"keep has {len(keep)} entries for {n} sources")
@@ -97,6 +80,7 @@ class PromptLayout:
             first = False
             ids.extend(block.before)
             for i, toks in units:
+                toks = tuple(replace.get(i, toks))
                 spans[i] = (len(ids), len(ids) + len(toks))
                 ids.extend(toks)
             ids.extend(block.after)
@@ -108,7 +92,7 @@ class PromptLayout:
         return self.build([i not in gone for i in range(self.num_sources)])
 
 
-def build_layout(request: AuditRequest, model: ModelAdapter) -> PromptLayout:
+def build_layout(request: AuditRequest, model: TextAdapter) -> RagLayout:
     """Tokenize the request's prompt piece by piece. Documents become sources, or their sentences do."""
     spec = request.prompt
     user = spec.template.replace("{context}", _CONTEXT_MARK).replace("{query}", request.query)
@@ -139,22 +123,12 @@ def build_layout(request: AuditRequest, model: ModelAdapter) -> PromptLayout:
                 after=tuple(model.encode(wrap_after.replace("{id}", doc.id))),
             )
         )
-    return PromptLayout(
+    return RagLayout(
         sources=tuple(sources),
         head=tuple(model.encode(head_text)),
         blocks=tuple(blocks),
         separator=tuple(model.encode(spec.document_separator)),
         tail=tuple(model.encode(tail_text)),
         user_template=spec.template.replace("{query}", request.query),
+        granularity=request.audit.granularity,
     )
-
-
-def check_fits(prompt_len: int, response_len: int, model: ModelAdapter) -> None:
-    """A prompt over the model's context window is a validation error, not a crash."""
-    total = prompt_len + response_len
-    if total > model.context_window:
-        raise InvalidRequestError.for_field(
-            "pipeline.documents",
-            f"the prompt is {prompt_len} tokens and the response {response_len}: {total} tokens, over the "
-            f"context window of {model.name} ({model.context_window} tokens); send fewer or shorter documents",
-        )

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from faithaudit.api_schemas.report import ReplayCall, ReplayReport
-from faithaudit.audits.agent_prompt import AgentLayout, call_text
-from faithaudit.audits.model import CachedContext, ModelAdapter
+from faithaudit.audits.model.adapter import CachedContext, ModelAdapter
 from faithaudit.audits.next_action import parse_next_action
+from faithaudit.audits.prompt.agent import AgentLayout, call_text
 
 
 class ToolCaller(Protocol):

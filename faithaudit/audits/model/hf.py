@@ -1,12 +1,7 @@
-"""The model adapter: the one strategy every audit is run through.
+"""``HFModelAdapter``: the ``ModelAdapter`` protocol (``audits.model.adapter``) for any Hugging Face causal LM.
 
-``ModelAdapter`` is the protocol (tokenize, render a chat prompt, score a fixed response under a context,
-generate, read attention). ``HFModelAdapter`` implements it for any Hugging Face causal LM; loading by name and
-caching lives in ``audits.model_registry``.
-
-Scoring is teacher forcing: log p(response) is the sum of natural-log probabilities of the response tokens placed
-right after the prompt (which ends with the chat template's generation prompt). A scored sequence can keep its
-KV cache (``CachedContext``); a later sequence sharing a prefix with it only feeds the tokens after the prefix.
+Loading by name and caching live in ``audits.model.registry``. Scores are float64 log-softmax over the logits of
+the response positions; a reused ``CachedContext`` holds the per-layer keys and values of a scored sequence.
 """
 
 from __future__ import annotations
@@ -15,94 +10,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-import numpy as np
 import torch
 
-from faithaudit.audits.prompt import chat_messages, plain_chat
+from faithaudit.audits.model.adapter import CachedContext, ChatPromptMixin, ForwardCounter, ResponseScore
+from faithaudit.audits.model.chat import plain_chat
+from faithaudit.audits.model.split_attention import split_prefix_attention
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
-from faithaudit.audits.split_attention import split_prefix_attention
-
-_LOGIT_CLAMP = 1e-7
-
-
-@dataclass(frozen=True)
-class ResponseScore:
-    """Teacher-forced scores of one fixed response under one context."""
-
-    token_logprobs: np.ndarray  # [response_len] natural-log probabilities, float64
-
-    @property
-    def logprob(self) -> float:
-        return float(self.token_logprobs.sum())
-
-    @property
-    def logit_prob(self) -> float:
-        """Sum over tokens of log(p / (1 - p)): ContextCite's regression target."""
-        p = np.clip(np.exp(self.token_logprobs), _LOGIT_CLAMP, 1 - _LOGIT_CLAMP)
-        return float(np.sum(np.log(p) - np.log1p(-p)))
-
-
-@dataclass(frozen=True)
-class CachedContext:
-    """The KV cache of a scored sequence: a later sequence reuses its longest common prefix."""
-
-    ids: tuple[int, ...]
-    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: keys, values [1, kv_heads, T, head_dim]
-
-    def common_prefix(self, ids: Sequence[int]) -> int:
-        n = min(len(ids), len(self.ids))
-        i = 0
-        while i < n and ids[i] == self.ids[i]:
-            i += 1
-        return i
 
 
 @dataclass
-class ForwardCounter:
-    """Counts forward passes and the tokens actually fed to the model (a reused prefix is not fed)."""
-
-    forward_passes: int = 0
-    tokens_processed: int = 0
-
-    def snapshot(self) -> tuple[int, int]:
-        return self.forward_passes, self.tokens_processed
-
-
-@runtime_checkable
-class ModelAdapter(Protocol):
-    name: str
-    revision: str
-    context_window: int
-    num_layers: int
-    counter: ForwardCounter
-
-    def chat_prompt(self, *, system: str | None, user: str) -> str: ...
-
-    def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str: ...
-
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
-
-    def score(
-        self,
-        prompt_ids: Sequence[int],
-        response_ids: Sequence[int],
-        *,
-        reuse: CachedContext | None = None,
-        keep_cache: bool = False,
-        probe: AttentionProbe | None = None,
-    ) -> tuple[ResponseScore, CachedContext | None]: ...
-
-    def generate(
-        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
-    ) -> list[int]: ...
-
-
-@dataclass
-class HFModelAdapter:
+class HFModelAdapter(ChatPromptMixin):
     """A Hugging Face causal LM and its tokenizer, already loaded. Use ``from_pretrained`` to load one."""
 
     model: torch.nn.Module
@@ -143,9 +61,6 @@ class HFModelAdapter:
         return cls(model=model, tokenizer=tokenizer, name=name or str(path), revision=revision)
 
     # -- text ---------------------------------------------------------------------------------------------
-    def chat_prompt(self, *, system: str | None, user: str) -> str:
-        return self.render_chat(chat_messages(system=system, user=user), add_generation_prompt=True)
-
     def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
             return plain_chat(messages)

@@ -1,0 +1,62 @@
+"""What an audit costs and how far it is: forward passes, tokens and seconds per stage; progress in passes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from faithaudit.api_schemas import Cost, MethodCost
+from faithaudit.audits.model.adapter import ModelAdapter
+
+Progress = Callable[[float, str], None]  # progress(fraction done, stage name)
+
+
+@dataclass
+class Meter:
+    """Forward passes, tokens and seconds per stage, read off the adapter's counter."""
+
+    model: ModelAdapter
+    stages: dict[str, MethodCost] = field(default_factory=dict)
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        passes0, tokens0 = self.model.counter.snapshot()
+        try:
+            yield
+        finally:
+            passes, tokens = self.model.counter.snapshot()
+            prev = self.stages.get(stage, MethodCost())
+            self.stages[stage] = MethodCost(
+                forward_passes=prev.forward_passes + passes - passes0,
+                tokens_processed=prev.tokens_processed + tokens - tokens0,
+                seconds=prev.seconds + time.perf_counter() - t0,
+            )
+
+    def cost(self) -> Cost:
+        return Cost(
+            forward_passes=sum(s.forward_passes for s in self.stages.values()),
+            tokens_processed=sum(s.tokens_processed for s in self.stages.values()),
+            seconds=round(sum(s.seconds for s in self.stages.values()), 3),
+            by_stage={k: v.model_copy(update={"seconds": round(v.seconds, 3)}) for k, v in self.stages.items()},
+        )
+
+
+@dataclass
+class ProgressTracker:
+    """Counts planned passes done and reports the fraction to an optional callback."""
+
+    total: int
+    callback: Progress | None
+    done: int = 0
+
+    def step(self, stage: str, units: int = 1) -> None:
+        self.done += units
+        if self.callback is not None:
+            self.callback(min(self.done / max(self.total, 1), 1.0), stage)
+
+    def ticker(self, stage: str) -> Callable[[], None]:
+        """A no-argument callback that steps ``stage`` once (the scorers' ``on_each``)."""
+        return lambda: self.step(stage)

@@ -1,0 +1,96 @@
+"""``FakeModelAdapter``: a ``ModelAdapter`` with scripted log-probs, for fast unit tests of the engine's
+bookkeeping (branches, plans, labels, flags). It is never evidence that a method works on a real model.
+
+Words are tokens (split on whitespace; markers and chat text survive a round trip). The script:
+- ``effects``: word -> nats. log p(response) = ``base_logprob`` + the effects of the words present in the prompt,
+  spread evenly over the response tokens (each token's log-prob is capped at -1e-3);
+- ``answers``: (word, answer) pairs. ``generate`` returns the first answer whose word is in the prompt, else
+  ``default_answer``;
+- ``attention``: word -> weight (default 1). A source's attention is the weight of its tokens over the prompt's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faithaudit.audits.model.adapter import CachedContext, ChatPromptMixin, ForwardCounter, ResponseScore
+from faithaudit.audits.model.chat import plain_chat
+
+
+@dataclass
+class FakeModelAdapter(ChatPromptMixin):
+    effects: Mapping[str, float] = field(default_factory=dict)
+    answers: Sequence[tuple[str, str]] = ()
+    default_answer: str = "I do not know."
+    attention: Mapping[str, float] = field(default_factory=dict)
+    base_logprob: float = -20.0
+    name: str = "fake"
+    revision: str = "scripted"
+    context_window: int = 4096
+    num_layers: int = 2
+    counter: ForwardCounter = field(default_factory=ForwardCounter)
+    _vocab: dict[str, int] = field(default_factory=dict)
+    _words: list[str] = field(default_factory=list)
+
+    # -- text -------------------------------------------------------------------------------------------
+    def render_chat(self, messages, *, add_generation_prompt: bool) -> str:
+        return plain_chat(messages) + ("assistant: " if add_generation_prompt else "")
+
+    def encode(self, text: str) -> list[int]:
+        # each word keeps the whitespace before it, so decode(encode(t)) == t and pieces concatenate exactly
+        ids, word = [], ""
+        for ch in text:
+            if ch.isspace() and word and not word.isspace():
+                ids.append(self._id(word))
+                word = ""
+            word += ch
+        if word:
+            ids.append(self._id(word))
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self._words[i] for i in ids)
+
+    def _id(self, word: str) -> int:
+        if word not in self._vocab:
+            self._vocab[word] = len(self._words)
+            self._words.append(word)
+        return self._vocab[word]
+
+    def _present(self, ids: Sequence[int]) -> set[str]:
+        return {self._words[i].strip() for i in ids}
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def score(self, prompt_ids, response_ids, *, reuse=None, keep_cache=False, probe=None):
+        if not response_ids:
+            raise ValueError("response_ids is empty")
+        ids = tuple(prompt_ids) + tuple(response_ids)
+        prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1) if reuse is not None and probe is None else 0
+        self._count(len(ids) - prefix)
+        present = self._present(prompt_ids)
+        total = self.base_logprob + sum(v for w, v in self.effects.items() if w in present)
+        token_lp = np.minimum(np.full(len(response_ids), total / len(response_ids)), -1e-3)
+        if probe is not None:
+            self._fill_probe(probe, prompt_ids)
+        cached = CachedContext(ids=ids, kv=None) if keep_cache else None
+        return ResponseScore(token_logprobs=token_lp.astype(np.float64)), cached
+
+    def _fill_probe(self, probe, prompt_ids: Sequence[int]) -> None:
+        weights = np.array([self.attention.get(self._words[i].strip(), 1.0) for i in prompt_ids])
+        raw = np.array([weights[a:b].sum() for a, b in probe.spans]) / weights.sum()
+        for layer in range(self.num_layers):
+            probe.per_layer[layer] = raw.copy()
+
+    def generate(self, prompt_ids, *, max_new_tokens: int, reuse=None) -> list[int]:
+        prefix = min(reuse.common_prefix(prompt_ids), len(prompt_ids) - 1) if reuse is not None else 0
+        self._count(len(prompt_ids) - prefix)
+        present = self._present(prompt_ids)
+        answer = next((a for w, a in self.answers if w in present), self.default_answer)
+        return self.encode(answer)[:max_new_tokens]
+
+    def _count(self, fed: int) -> None:
+        self.counter.forward_passes += 1
+        self.counter.tokens_processed += fed

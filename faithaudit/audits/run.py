@@ -1,0 +1,139 @@
+"""Run one audit. ``audit_request`` is the one entry point the CLI, the workers and the gate call; ``run_audit``
+audits a request whose sources are known (documents or a trace).
+
+The flow, one call per step:
+    layout    prompt/    render the pipeline, keep each source's token span            (SourceLayout)
+    plan      plan.py    the stages the request selects, their passes, the progress total (AuditPlan)
+    response             given, taken from the trace, or generated greedily
+    base      scoring    one full pass: score, attention, KV cache
+    stages    stages/    each (context, findings) -> findings, in plan order, metered   (Findings)
+    report    report/    sources, labels, summary, flags, citations, gate                (AuditReport)
+A retriever pipeline is resolved first (``Corpora``: the caller's corpus library), audited as documents, then
+scored for retrieval sensitivity.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from faithaudit.api_schemas import AuditReport, AuditRequest, MethodCost, RagPipeline
+from faithaudit.audits.context import Findings, StageContext, ToolFactory
+from faithaudit.audits.meter import Meter, Progress, ProgressTracker
+from faithaudit.audits.model.adapter import ModelAdapter
+from faithaudit.audits.plan import AuditPlan
+from faithaudit.audits.prompt.layout import SourceLayout, check_fits, request_layout
+from faithaudit.audits.reliance import SurrogateSolver
+from faithaudit.audits.report.build import build_report
+from faithaudit.audits.retrieval_sensitivity import Retrieved, retrieval_sensitivity
+from faithaudit.audits.scoring import score_full_context
+from faithaudit.audits.source_limits import check_source_limits
+from faithaudit.audits.stages.flips import generate_text
+from faithaudit.errors import FaithauditError
+
+
+def run_audit(
+    request: AuditRequest,
+    model: ModelAdapter,
+    *,
+    progress: Progress | None = None,
+    solver: SurrogateSolver | None = None,
+    max_sources: int | None = None,
+    max_source_chars: int | None = None,
+    tools: ToolFactory | None = None,
+) -> AuditReport:
+    """Audit ``request`` with ``model``. Limits (from settings) turn oversized input into field errors.
+    ``tools`` builds the tool registry an agent replay calls (``faithaudit.tools.registry_for``)."""
+    check_source_limits(request, max_sources=max_sources, max_source_chars=max_source_chars)
+    layout, given, budget = request_layout(request, model)
+    plan = AuditPlan.build(request.audit, layout.num_sources)
+    meter = Meter(model)
+    tracker = ProgressTracker(plan.total_passes, progress)
+
+    response, origin = _response(request, model, layout, given, meter)
+    response_ids = model.encode(response)
+    check_fits(len(layout.build().ids), max(len(response_ids), budget), model)
+    with meter.measure("full_context"):
+        base = score_full_context(model, layout, response_ids, with_attention=plan.with_attention)
+    tracker.step("full_context")
+
+    ctx = StageContext(request, model, layout, response, response_ids, base, tracker, solver=solver, tools=tools)
+    found = Findings(answer_full=response if origin == "generated" else None)
+    for stage in plan.stages:
+        if stage.metered:
+            with meter.measure(stage.name):
+                found = stage.run(ctx, found)
+        else:
+            found = stage.run(ctx, found)
+    return build_report(
+        request, model, layout, base, found,
+        response=response, origin=origin, response_tokens=len(response_ids), cost=meter.cost(),
+    )  # fmt: skip
+
+
+def _response(
+    request: AuditRequest, model: ModelAdapter, layout: SourceLayout, given: str | None, meter: Meter
+) -> tuple[str, str]:
+    """The response to audit and where it came from: the request, the trace's final answer, or generated."""
+    if given is not None:
+        return given, ("request" if request.response is not None else "trace")
+    prompt = layout.build()
+    check_fits(len(prompt.ids), request.model.max_new_tokens, model)
+    with meter.measure("generate"):
+        text = generate_text(model, prompt.ids, request.model.max_new_tokens)
+    if not text:
+        raise FaithauditError("the model generated an empty response; pass `response` explicitly")
+    return text, "generated"
+
+
+class Corpora(Protocol):
+    """A tenant's corpora, as a retriever pipeline replays them (``faithaudit.retrieval.replay.CorpusLibrary``)."""
+
+    def retrieve(self, request: AuditRequest, *, tenant: str) -> Retrieved:
+        """The top k for the query and the next-ranked document; field errors for an unknown corpus or a k
+        over its size."""
+        ...
+
+
+def audit_request(
+    request: AuditRequest,
+    model: ModelAdapter,
+    *,
+    tenant: str = "local",
+    corpora: Corpora | None = None,
+    tools: ToolFactory | None = None,
+    progress: Progress | None = None,
+    max_sources: int | None = None,
+    max_source_chars: int | None = None,
+) -> AuditReport:
+    """Audit any request. A retriever pipeline is resolved against ``tenant``'s corpora first."""
+    limits = {"max_sources": max_sources, "max_source_chars": max_source_chars}
+    if request.pipeline.kind != "retriever":
+        return run_audit(request, model, progress=progress, tools=tools, **limits)
+    if corpora is None:
+        raise FaithauditError("a retriever pipeline needs `corpora` (faithaudit.retrieval.replay.CorpusLibrary)")
+    found = corpora.retrieve(request, tenant=tenant)
+    rag = request.model_copy(update={"pipeline": RagPipeline(documents=list(found.documents))})
+
+    def scaled(fraction: float, stage: str) -> None:  # the audit is ~90% of the work, sensitivity the rest
+        if progress is not None:
+            progress(0.9 * fraction, stage)
+
+    report = run_audit(rag, model, progress=scaled, **limits)
+    t0, (passes0, tokens0) = time.perf_counter(), model.counter.snapshot()
+    sensitivity = retrieval_sensitivity(rag, model, response=report.response, next_document=found.next_document)
+    passes, tokens = model.counter.snapshot()
+    stage = MethodCost(
+        forward_passes=passes - passes0, tokens_processed=tokens - tokens0, seconds=round(time.perf_counter() - t0, 3)
+    )
+    cost = report.cost.model_copy(
+        update={
+            "forward_passes": report.cost.forward_passes + stage.forward_passes,
+            "tokens_processed": report.cost.tokens_processed + stage.tokens_processed,
+            "seconds": round(report.cost.seconds + stage.seconds, 3),
+            "by_stage": {**report.cost.by_stage, "retrieval_sensitivity": stage},
+        }
+    )
+    if progress is not None:
+        progress(1.0, "retrieval_sensitivity")
+    return report.model_copy(update={"retrieval": found.info, "retrieval_sensitivity": sensitivity, "cost": cost})

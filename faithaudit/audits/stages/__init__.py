@@ -1,0 +1,10 @@
+"""The built-in stages, one module per family; importing this package registers them (``audits.plan``).
+
+    attention     the full-context pass reads attention (no extra pass)
+    removal       leave_one_out, no_context
+    ablation      context_ablation: random keep-masks and the linear surrogate
+    flips         answer_flip: regenerate without the most relied-on sources
+    tools         tool_unavailable, tool_counterfactual, policy_replay (agent traces)
+"""
+
+from faithaudit.audits.stages import ablation, attention, flips, removal, tools  # noqa: F401

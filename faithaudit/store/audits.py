@@ -1,0 +1,405 @@
+"""Audits: the API side (create, idempotency, list with cursors, cancel), the worker side (lease, heartbeat,
+finish, reap) and their history and metrics (``audit_events``, status counts, durations).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from faithaudit.errors import ConflictError, InvalidRequestError
+from faithaudit.store.base import StoreBase, _utcnow
+from faithaudit.store.schema import (
+    ACTIVE,
+    FINISHED,
+    NEVER_ENQUEUED_GRACE_SECONDS,
+    STATUSES,
+    _as_utc,
+    audit_events,
+    audits,
+)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit as callers see it."""
+
+    id: str
+    tenant: str
+    status: str
+    request: dict
+    report: dict | None
+    gate_passed: bool | None
+    progress_fraction: float
+    progress_stage: str | None
+    attempts: int
+    error: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of ``Store.claim``; reason is claimed, not_found, finished, leased or exhausted."""
+
+    claimed: bool
+    audit: AuditRow | None
+    reason: str
+
+
+def _to_audit(row: sa.Row) -> AuditRow:
+    m = row._mapping
+    return AuditRow(
+        id=m["id"],
+        tenant=m["tenant"],
+        status=m["status"],
+        request=json.loads(m["request"]),
+        report=json.loads(m["report"]) if m["report"] is not None else None,
+        gate_passed=m["gate_passed"],
+        progress_fraction=float(m["progress_fraction"]),
+        progress_stage=m["progress_stage"],
+        attempts=int(m["attempts"]),
+        error=m["error"],
+        idempotency_key=m["idempotency_key"],
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def encode_cursor(created_at: datetime, audit_id: str) -> str:
+    raw = f"{_as_utc(created_at).isoformat()}|{audit_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Inverse of ``encode_cursor``; InvalidRequestError for anything this service did not hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        when, audit_id = raw.split("|", 1)
+        created_at = datetime.fromisoformat(when)
+        if created_at.tzinfo is not None:
+            created_at.astimezone(UTC)  # out-of-range instants overflow here, not in the query
+        if "\x00" in audit_id:
+            raise ValueError("NUL in cursor")
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequestError.for_field("cursor", "is not a cursor returned by this service") from exc
+    if created_at.tzinfo is None or not audit_id:
+        raise InvalidRequestError.for_field("cursor", "is not a cursor returned by this service")
+    return created_at, audit_id
+
+
+class AuditsStore(StoreBase):
+    """The ``audits`` and ``audit_events`` tables."""
+
+    # -- audits: the API side ----------------------------------------------------------------------------------
+
+    def create_audit(
+        self,
+        *,
+        tenant: str,
+        request: dict,
+        request_hash: str,
+        idempotency_key: str | None,
+        now: datetime | None = None,
+    ) -> tuple[AuditRow, bool]:
+        """(row, created). A repeated Idempotency-Key returns the first audit, or ConflictError for another body."""
+        if idempotency_key is not None:
+            existing = self._by_idempotency_key(tenant, idempotency_key)
+            if existing is not None:
+                return self._replay(existing, request_hash, idempotency_key), False
+        now = now or _utcnow()
+        audit_id = uuid.uuid4().hex
+        values = {
+            "id": audit_id,
+            "tenant": tenant,
+            "status": "queued",
+            "request": json.dumps(request),
+            "request_hash": request_hash,
+            "idempotency_key": idempotency_key,
+            "progress_fraction": 0.0,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(audits.insert().values(**values))
+                self._event(conn, audit_id, "queued", now)
+                row = self._fetch(conn, audit_id)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self._by_idempotency_key(tenant, idempotency_key)
+            if existing is None:
+                raise
+            return self._replay(existing, request_hash, idempotency_key), False
+        return row, True
+
+    def _by_idempotency_key(self, tenant: str, idempotency_key: str) -> tuple[AuditRow, str] | None:
+        query = sa.select(audits).where(audits.c.tenant == tenant, audits.c.idempotency_key == idempotency_key)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (_to_audit(row), row._mapping["request_hash"])
+
+    @staticmethod
+    def _replay(existing: tuple[AuditRow, str], request_hash: str, idempotency_key: str) -> AuditRow:
+        row, stored_hash = existing
+        if stored_hash != request_hash:
+            raise ConflictError(f"Idempotency-Key {idempotency_key!r} was used with a different body")
+        return row
+
+    def mark_enqueued(self, audit_id: str, *, now: datetime | None = None) -> None:
+        with self._write() as conn:
+            conn.execute(audits.update().where(audits.c.id == audit_id).values(enqueued_at=now or _utcnow()))
+
+    def get_audit(self, audit_id: str, *, tenant: str | None = None) -> AuditRow | None:
+        """The audit, or None; ``tenant=None`` finds it for any tenant (workers)."""
+        query = sa.select(audits).where(audits.c.id == audit_id)
+        if tenant is not None:
+            query = query.where(audits.c.tenant == tenant)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _to_audit(row)
+
+    def list_audits(
+        self,
+        tenant: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        status: str | None = None,
+        gate_passed: bool | None = None,
+    ) -> tuple[list[AuditRow], str | None]:
+        """One page, newest first, and the cursor of the next page (None at the end)."""
+        if limit < 1:
+            raise InvalidRequestError.for_field("limit", "must be at least 1")
+        if status is not None and status not in STATUSES:
+            raise InvalidRequestError.for_field("status", f"must be one of {', '.join(STATUSES)}")
+        query = sa.select(audits).where(audits.c.tenant == tenant)
+        if status is not None:
+            query = query.where(audits.c.status == status)
+        if gate_passed is not None:
+            query = query.where(audits.c.gate_passed.is_(gate_passed))
+        if cursor is not None:
+            created_at, after_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    audits.c.created_at < created_at,
+                    sa.and_(audits.c.created_at == created_at, audits.c.id < after_id),
+                )
+            )
+        query = query.order_by(audits.c.created_at.desc(), audits.c.id.desc()).limit(limit + 1)
+        with self._read() as conn:
+            rows = [_to_audit(r) for r in conn.execute(query)]
+        if len(rows) <= limit:
+            return rows, None
+        page = rows[:limit]
+        return page, encode_cursor(page[-1].created_at, page[-1].id)
+
+    def delete_audit(self, audit_id: str, *, tenant: str) -> bool:
+        """Delete the audit (request and report) and its events; a worker holding it loses its lease."""
+        with self._write() as conn:
+            deleted = conn.execute(audits.delete().where(audits.c.id == audit_id, audits.c.tenant == tenant))
+            if deleted.rowcount == 0:
+                return False
+            conn.execute(audit_events.delete().where(audit_events.c.audit_id == audit_id))
+        return True
+
+    def cancel(self, audit_id: str, *, tenant: str | None = None, now: datetime | None = None) -> AuditRow | None:
+        """Cancel a queued or running audit (its worker loses the lease); the row afterwards, None if missing."""
+        now = now or _utcnow()
+        query = audits.update().where(audits.c.id == audit_id, audits.c.status.in_(ACTIVE))
+        if tenant is not None:
+            query = query.where(audits.c.tenant == tenant)
+        with self._write() as conn:
+            done = conn.execute(query.values(status="cancelled", finished_at=now, updated_at=now, **_NO_LEASE))
+            if done.rowcount:
+                self._event(conn, audit_id, "cancelled", now)
+            row = self._fetch(conn, audit_id)
+        if row is None or (tenant is not None and row.tenant != tenant):
+            return None
+        return row
+
+    # -- audits: the worker side -------------------------------------------------------------------------------
+
+    def claim(
+        self, audit_id: str, worker_id: str, *, lease_seconds: float, max_attempts: int, now: datetime | None = None
+    ) -> Claim:
+        """Take the lease on a queued audit (or one whose lease expired); see ``Claim.reason`` when not."""
+        now = now or _utcnow()
+        claimable = sa.and_(
+            audits.c.id == audit_id,
+            audits.c.status.in_(ACTIVE),
+            sa.or_(audits.c.lease_owner.is_(None), audits.c.lease_expires_at < now),
+        )
+        with self._write() as conn:
+            taken = conn.execute(
+                audits.update()
+                .where(claimable, audits.c.attempts < max_attempts)
+                .values(
+                    status="running",
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=audits.c.attempts + 1,
+                    started_at=sa.func.coalesce(audits.c.started_at, now),
+                    updated_at=now,
+                )
+            )
+            if taken.rowcount:
+                self._event(conn, audit_id, "running", now, detail=worker_id)
+                return Claim(True, self._fetch(conn, audit_id), "claimed")
+            return self._not_claimed(conn, audit_id, claimable, max_attempts=max_attempts, now=now)
+
+    def _not_claimed(
+        self, conn: Connection, audit_id: str, claimable: sa.ColumnElement[bool], *, max_attempts: int, now: datetime
+    ) -> Claim:
+        """Why ``claim`` could not take the audit; an audit out of attempts fails here for good."""
+        row = self._fetch(conn, audit_id)
+        if row is None:
+            return Claim(False, None, "not_found")
+        if row.status in FINISHED:
+            return Claim(False, row, "finished")
+        error = f"gave up after {row.attempts} attempts (the worker died or lost its lease each time)"
+        failed = conn.execute(
+            audits.update()
+            .where(claimable, audits.c.attempts >= max_attempts)
+            .values(status="failed", error=error, finished_at=now, updated_at=now, **_NO_LEASE)
+        )
+        if not failed.rowcount:
+            return Claim(False, row, "leased")
+        self._event(conn, audit_id, "failed", now, detail=error)
+        return Claim(False, self._fetch(conn, audit_id), "exhausted")
+
+    def heartbeat(
+        self,
+        audit_id: str,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        progress: float | None = None,
+        stage: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Renew the lease and record progress; False once this worker no longer holds the audit."""
+        now = now or _utcnow()
+        values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now}
+        if progress is not None:
+            values["progress_fraction"] = min(max(float(progress), 0.0), 1.0)
+        if stage is not None:
+            values["progress_stage"] = stage
+        with self._write() as conn:
+            result = conn.execute(audits.update().where(_held_by(audit_id, worker_id)).values(**values))
+        return result.rowcount == 1
+
+    def finish(self, audit_id: str, worker_id: str, *, report: dict, gate_passed: bool | None) -> bool:
+        """Store the report (status succeeded) if this worker still holds the lease; whether it wrote."""
+        values = {"report": json.dumps(report), "gate_passed": gate_passed, "progress_fraction": 1.0}
+        return self._end(audit_id, worker_id, "succeeded", values)
+
+    def fail(self, audit_id: str, worker_id: str, *, error: str) -> bool:
+        """Record a failure if this worker still holds the lease; whether it wrote."""
+        return self._end(audit_id, worker_id, "failed", {"error": error})
+
+    def _end(self, audit_id: str, worker_id: str, status: str, values: dict[str, Any]) -> bool:
+        now = _utcnow()
+        with self._write() as conn:
+            result = conn.execute(
+                audits.update()
+                .where(_held_by(audit_id, worker_id))
+                .values(status=status, finished_at=now, updated_at=now, **_NO_LEASE, **values)
+            )
+            if result.rowcount != 1:
+                return False
+            self._event(conn, audit_id, status, now, detail=worker_id)
+        return True
+
+    def reap(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> list[str]:
+        """Ids to (re-)enqueue: expired leases (put back to queued) and queued audits never or long ago enqueued."""
+        now = now or _utcnow()
+        expired = sa.and_(audits.c.status == "running", audits.c.lease_expires_at < now)
+        requeued: list[str] = []
+        with self._write() as conn:
+            for audit_id in conn.execute(sa.select(audits.c.id).where(expired)).scalars().all():
+                result = conn.execute(
+                    audits.update()
+                    .where(audits.c.id == audit_id, expired)
+                    .values(status="queued", updated_at=now, **_NO_LEASE)
+                )
+                if result.rowcount:
+                    self._event(conn, audit_id, "requeued", now)
+                    requeued.append(audit_id)
+        cutoff = now - timedelta(seconds=stale_enqueue_seconds)
+        grace = now - timedelta(seconds=NEVER_ENQUEUED_GRACE_SECONDS)  # the API enqueues right after its 202
+        lost = sa.select(audits.c.id).where(
+            audits.c.status == "queued",
+            sa.or_(
+                sa.and_(audits.c.enqueued_at.is_(None), audits.c.created_at < grace),
+                audits.c.enqueued_at < cutoff,
+            ),
+        )
+        with self._read() as conn:
+            stale = conn.execute(lost.order_by(audits.c.created_at)).scalars().all()
+        seen = set(requeued)
+        return requeued + [i for i in stale if i not in seen]
+
+    # -- history and metrics -----------------------------------------------------------------------------------
+
+    def events(self, audit_id: str) -> list[tuple[str, datetime]]:
+        query = sa.select(audit_events.c.status, audit_events.c.at).where(audit_events.c.audit_id == audit_id)
+        with self._read() as conn:
+            return [(r.status, r.at) for r in conn.execute(query.order_by(audit_events.c.id))]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        query = sa.select(audits.c.status, sa.func.count()).group_by(audits.c.status)
+        with self._read() as conn:
+            for status, count in conn.execute(query):
+                counts[status] = int(count)
+        return counts
+
+    def finished_durations(self, limit: int = 1000) -> list[float]:
+        """Seconds from start to finish of the most recent succeeded audits."""
+        query = (
+            sa.select(audits.c.started_at, audits.c.finished_at)
+            .where(audits.c.status == "succeeded", audits.c.started_at.is_not(None), audits.c.finished_at.is_not(None))
+            .order_by(audits.c.finished_at.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(r.finished_at - r.started_at).total_seconds() for r in conn.execute(query)]
+
+    def attempts_total(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(audits.c.attempts), 0))).scalar_one())
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fetch(conn: Connection, audit_id: str) -> AuditRow | None:
+        row = conn.execute(sa.select(audits).where(audits.c.id == audit_id)).first()
+        return None if row is None else _to_audit(row)
+
+    @staticmethod
+    def _event(conn: Connection, audit_id: str, status: str, at: datetime, *, detail: str | None = None) -> None:
+        conn.execute(audit_events.insert().values(audit_id=audit_id, status=status, at=at, detail=detail))
+
+
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+def _held_by(audit_id: str, worker_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(audits.c.id == audit_id, audits.c.status == "running", audits.c.lease_owner == worker_id)

@@ -1,0 +1,137 @@
+"""Engine set-up (SQLite in WAL mode, PostgreSQL), read/write transactions, migrations, health."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from faithaudit.store.schema import MIGRATIONS_DIR
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_MIGRATION_LOCK_ID = 0x0FA17A0D17  # pg advisory lock serialising concurrent upgrades
+_WRITE = "faithaudit_write"
+UPGRADE_TRIES = 5
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_race(exc: Exception) -> bool:
+    """Errors a concurrent first-time upgrade can cause, which a retry resolves."""
+    text = str(exc).lower()
+    return "already exists" in text or "database is locked" in text
+
+
+def _normalise_url(url: str) -> sa.URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    """SQLite in WAL mode with a busy timeout; write transactions start with BEGIN IMMEDIATE."""
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+    return engine
+
+
+class StoreBase:
+    """The engine and transactions every table group's methods run in."""
+
+    def __init__(self, url: str) -> None:
+        parsed = _normalise_url(url)
+        self.url = parsed
+        if parsed.get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(parsed)
+        else:
+            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
+        self._writer = self.engine.execution_options(**{_WRITE: True})
+        self._upgrade_lock = threading.Lock()
+        self._sqlite_writers = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Self:
+        return cls(settings.resolved_database_url())
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A transaction that will write (BEGIN IMMEDIATE on SQLite, so it never fails upgrading its lock).
+
+        On SQLite, writers of this process also queue on a Python lock: SQLite's own busy wait (sleep and retry)
+        is far slower under a burst of concurrent writers than a plain FIFO lock.
+        """
+        with self._sqlite_writers if self.dialect == "sqlite" else nullcontext(), self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Migrate to the newest schema; safe when several processes do it at once."""
+        with self._upgrade_lock:
+            for attempt in range(UPGRADE_TRIES):
+                try:
+                    self._upgrade_once()
+                    return
+                except SQLAlchemyError as exc:
+                    if attempt + 1 == UPGRADE_TRIES or not _is_race(exc):
+                        raise
+                    time.sleep(0.05 * (attempt + 1))  # another process is migrating (or just did)
+
+    def _upgrade_once(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False).replace("%", "%%"))
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:  # any failure means "not healthy"
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,171 @@
+"""Fast unit tests of the engine's bookkeeping with the scripted fake adapter (``audits.model.fake``): the plan,
+the registry, each branch (given vs generated response, RAG vs agent) and each flag. The real-model tests are the
+evidence that the methods work; these pin what the engine does with whatever the model says."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from faithaudit.api_schemas import AuditOptions, AuditRequest
+from faithaudit.api_schemas.request import Method
+from faithaudit.audits.model.fake import FakeModelAdapter
+from faithaudit.audits.plan import AuditPlan, UnknownStageError, get_stage, list_methods, list_stages, register_stage
+from faithaudit.audits.run import run_audit
+
+DOCS = [
+    ("key", "Vellmora's capital is ZQX harbour."),
+    ("noise", "Glaciers form where snow builds up."),
+    ("trap", "Some say the capital is WRONG town."),
+]
+FAST = {"num_ablations": 8, "answer_flip_top_k": 2}
+
+
+def rag(response: str | None = "The capital is ZQX.", docs=DOCS, **audit) -> AuditRequest:
+    body = {
+        "query": "What is the capital of Vellmora?",
+        "pipeline": {"kind": "rag", "documents": [{"id": i, "text": t} for i, t in docs]},
+        "audit": FAST | audit,
+    }
+    if response is not None:
+        body["response"] = response
+    return AuditRequest.model_validate(body)
+
+
+def scripted(**kw) -> FakeModelAdapter:
+    kw.setdefault("effects", {"ZQX": 12.0, "WRONG": -3.0})
+    kw.setdefault("answers", [("ZQX", "The capital is ZQX.")])
+    return FakeModelAdapter(**kw)
+
+
+def by_id(report):
+    return {s.id: s for s in report.sources}
+
+
+def test_method_names_declared_for_the_api_equal_the_registry():
+    assert set(typing.get_args(Method)) == set(list_methods())
+    assert set(list_methods()) < set(list_stages()) and "answer_flip" in list_stages()
+    with pytest.raises(UnknownStageError, match="valid stages: attention, leave_one_out"):
+        get_stage("telepathy")
+    with pytest.raises(ValueError, match="already registered"):
+        register_stage("leave_one_out", passes=lambda o, n: 0, order=99)(lambda ctx, found: found)
+
+
+def test_plan_orders_stages_counts_passes_and_drops_flips_without_a_ranking():
+    plan = AuditPlan.build(AuditOptions(methods=["no_context", "leave_one_out"], answer_flip_top_k=5), 3)
+    assert [s.name for s in plan.stages] == ["leave_one_out", "no_context", "answer_flip"]
+    assert plan.passes == {"leave_one_out": 3, "no_context": 1, "answer_flip": 3} and plan.total_passes == 8
+    assert plan.with_attention is False
+    alone = AuditPlan.build(AuditOptions(methods=["no_context"], answer_flip_top_k=3), 3)
+    assert [s.name for s in alone.stages] == ["no_context"]  # nothing ranks the sources: no flips
+    adaptive = AuditPlan.build(AuditOptions(methods=["context_ablation", "attention"], num_ablations=None), 3)
+    assert adaptive.passes["context_ablation"] == 64 and adaptive.with_attention
+
+
+def test_given_response_reliance_labels_flips_and_progress():
+    model, seen = scripted(), []
+    report = run_audit(rag(), model, progress=lambda f, stage: seen.append((f, stage)))
+    s = by_id(report)
+    assert report.response_origin == "request" and report.summary.answer_full == "The capital is ZQX."
+    assert s["key"].reliance == pytest.approx(12.0) and s["key"].label == "decisive"
+    assert s["noise"].reliance == pytest.approx(0.0, abs=1e-9) and s["noise"].label in ("unused", "attended_not_relied")
+    assert s["trap"].reliance == pytest.approx(-3.0) and s["trap"].label == "distracting"
+    assert s["key"].answer_changed is True and s["key"].answer_without == "I do not know."
+    assert s["noise"].answer_changed is False and s["trap"].answer_changed is None  # only the top 2 regenerated
+    assert report.summary.context_reliance == pytest.approx(9.0) and report.summary.parametric is False
+    assert "distracting: trap" in report.summary.flags
+    assert seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
+    stages = report.cost.by_stage
+    assert list(stages) == ["full_context", "leave_one_out", "no_context", "context_ablation", "answer_flip"]
+    assert stages["leave_one_out"].forward_passes == 3 and stages["context_ablation"].forward_passes == 8 + 16
+    assert stages["answer_flip"].forward_passes == 1 + 2  # the full-context answer, then two sources
+    assert report.cost.forward_passes == model.counter.forward_passes
+
+
+def test_generated_response_is_audited_and_is_the_full_answer():
+    model = scripted()
+    report = run_audit(rag(response=None), model)
+    assert report.response_origin == "generated" and report.response == "The capital is ZQX."
+    assert report.summary.answer_full == report.response and "generate" in report.cost.by_stage
+
+
+def test_an_empty_generation_is_a_clear_error():
+    from faithaudit.errors import FaithauditError
+
+    with pytest.raises(FaithauditError, match="generated an empty response"):
+        run_audit(rag(response=None), scripted(answers=[], default_answer=""))
+
+
+def test_parametric_answer_and_low_surrogate_fit_are_flagged():
+    report = run_audit(rag(), scripted(effects={}))
+    flags = report.summary.flags
+    assert report.summary.parametric is True and flags[0].startswith("parametric_answer")
+    assert any(f.startswith("low_surrogate_fit") for f in flags)  # constant targets: no held-out ranking
+    strict = run_audit(rag(methods=["leave_one_out", "context_ablation"], labels={"surrogate_lds_floor": -1.0}),
+                       scripted())  # fmt: skip
+    assert not any(f.startswith("low_surrogate_fit") for f in strict.summary.flags)
+
+
+def test_attention_against_reliance_labels_and_top1_disagreement():
+    model = scripted(attention={"Glaciers": 200.0})  # every eye on the noise paragraph
+    report = run_audit(rag(methods=["attention", "leave_one_out"], answer_flip_top_k=0), model)
+    s = by_id(report)
+    assert s["noise"].attention_rank == 1 and s["noise"].label == "attended_not_relied"
+    assert s["key"].label == "relied_not_attended"
+    assert report.summary.top1_agreement is False
+    assert "top1_disagreement: the most attended source is not the most relied on" in report.summary.flags
+    assert "attention" not in report.cost.by_stage  # read in the full-context pass
+
+
+def test_citations_of_an_unused_document_are_flagged():
+    report = run_audit(rag(response="The capital is ZQX [key][noise].", answer_flip_top_k=0), scripted())
+    assert {s.id for s in report.sources if s.cited} == {"key", "noise"}
+    assert report.summary.citation_precision == 0.5 and report.summary.citation_recall == 1.0
+    assert "cited_not_relied: noise" in report.summary.flags
+
+
+def test_sentence_granularity_labels_sentences_of_one_document():
+    docs = [("doc", "Glaciers are slow. The capital is ZQX harbour. Snow falls.")]
+    report = run_audit(rag(docs=docs, granularity="sentence", answer_flip_top_k=0), scripted())
+    assert [s.id for s in report.sources] == ["doc:s0", "doc:s1", "doc:s2"] and report.granularity == "sentence"
+    assert by_id(report)["doc:s1"].label == "decisive"
+
+
+AGENT = {
+    "query": "What is 12 * 3?",
+    "pipeline": {
+        "kind": "agent",
+        "steps": [
+            {"id": "calc#1", "tool": "calculator", "arguments": {"expression": "12 * 3"}, "output": "36 QQ"},
+            {"id": "wx#2", "tool": "weather", "arguments": {"city": "Oslo"}, "output": "Rain in Oslo"},
+        ],
+    },
+    "response": "12 * 3 = 36.",
+    "audit": {"num_ablations": 8, "answer_flip_top_k": 2, "methods": ["leave_one_out", "no_context",
+              "tool_unavailable", "tool_counterfactual", "policy_replay"]},
+}  # fmt: skip
+
+
+def test_agent_branch_runs_tool_stages_and_compares_numbers():
+    model = scripted(effects={"QQ": 8.0}, answers=[("QQ", "It is 36.")], default_answer="It is 40.")
+    report = run_audit(AuditRequest.model_validate(AGENT), model)
+    s = by_id(report)
+    assert report.granularity == "tool_output" and report.agent.tool_calls == 2
+    assert s["calc#1"].reliance == pytest.approx(8.0) and s["calc#1"].reliance_unavailable == pytest.approx(8.0)
+    assert s["calc#1"].counterfactual_origin == "numbers_changed" and s["calc#1"].reliance_counterfactual == 0.0
+    assert s["calc#1"].answer_changed is True  # "It is 40." loses the 36 the answer adds to the query
+    assert s["wx#2"].answer_changed is False and s["wx#2"].reliance == pytest.approx(0.0, abs=1e-9)
+    assert s["calc#1"].next_action_recorded.kind == "tool_call" and s["calc#1"].next_action_recorded.tool == "weather"
+    assert s["wx#2"].next_action_recorded.kind == "final_answer"
+    assert s["calc#1"].reading.startswith("the answer copies calc#1")
+    assert report.agent.reading.split("; ")[0] == "the answer copies calc#1"
+    assert {"tool_unavailable", "tool_counterfactual", "policy_replay"} <= set(report.cost.by_stage)
+
+
+def test_replay_turns_without_a_tool_registry_is_an_error():
+    from faithaudit.errors import FaithauditError
+
+    body = AGENT | {"audit": AGENT["audit"] | {"replay_turns": 1}}
+    with pytest.raises(FaithauditError, match="needs a tool registry"):
+        run_audit(AuditRequest.model_validate(body), scripted())
