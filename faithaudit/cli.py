@@ -144,68 +144,106 @@ def _fmt(value, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _interval(s) -> str:
+    return "—" if s.reliance_interval is None else f"[{s.reliance_interval[0]:+.2f}, {s.reliance_interval[1]:+.2f}]"
+
+
 def print_report(report, *, console: Console) -> None:
-    """A readable table (source, attention share, reliance, label) and the summary."""
-    table = Table(title=f"Reliance of: {report.response[:80]}", title_justify="left")
-    wide = console.width >= 110
+    """A readable table (source, attention share, reliance with its interval and z, label), why each source got
+    its label, the regenerated answers and the summary with its noise floor."""
+    m = report.summary
+    table = Table(
+        title=f"Reliance of: {report.response[:80]}",
+        title_justify="left",
+        caption="reliance and its interval over document orders in nats; z against the placebos; surrogate weight "
+        "in nats of log-odds",
+        caption_justify="left",
+    )
+    wide, medium = console.width >= 140, console.width >= 100
     columns = [
         ("source", "left", 6),
         ("attention", "right", 9),
         ("reliance", "right", 8),
-        ("surrogate", "right", 9),
+        ("interval", "right", 16),
+        *([("z", "right", 5), ("surrogate", "right", 9)] if medium else []),
         ("flip", "center", 4),
-        ("label", "left", 19),
+        ("label", "left", 12),
     ]
     if wide:
         columns.append(("text", "left", 10))
     for col, justify, min_width in columns:
         table.add_column(
-            col,
-            justify=justify,
-            no_wrap=True,
-            overflow="ellipsis",
-            min_width=min_width,
-            max_width=48 if col == "text" else None,
-        )
+            col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=min_width,
+            max_width=40 if col == "text" else None,
+        )  # fmt: skip
     for s in report.sources:
         row = [
             s.id + (" [cited]" if s.cited else ""),
             _fmt(s.attention, ".1%"),
             _fmt(s.reliance, "+.2f"),
-            _fmt(s.surrogate_weight, "+.2f"),
+            _interval(s),
+            *([_fmt(s.reliance_z, "+.1f"), _fmt(s.surrogate_weight, "+.2f")] if medium else []),
             "—" if s.answer_changed is None else ("yes" if s.answer_changed else "no"),
             s.label or "—",
         ]
         table.add_row(*row, *([s.text_preview] if wide else []))
     console.print(table)
-    m = report.summary
+    floor = "—" if m.noise_floor_nats is None else f"{m.noise_floor_nats:.2f} nats ({len(m.placebo_reliance)} placebos)"
     console.print(
-        f"context reliance {_fmt(m.context_reliance, '.2f')} nats · parametric {m.parametric} · "
-        f"faithfulness {_fmt(m.faithfulness_score, '.2f')} · surrogate LDS {_fmt(m.surrogate_lds, '.2f')} · "
-        f"attention~reliance spearman {_fmt(m.attention_reliance_spearman, '.2f')} · "
-        f"top-1 agree {m.top1_agreement}",
+        f"noise floor {floor} · order top-1 stability {_fmt(m.order_top1_stability, '.2f')} · context reliance "
+        f"{_fmt(m.context_reliance, '.2f')} nats · parametric {m.parametric} · context token share "
+        f"{_fmt(m.context_token_share, '.2f')} · surrogate LDS {_fmt(m.surrogate_lds, '.2f')} · "
+        f"attention~reliance spearman {_fmt(m.attention_reliance_spearman, '.2f')} · top-1 agree {m.top1_agreement}",
         highlight=False,
     )
+    for s in report.sources:
+        if s.label_reason:
+            console.print(f"  {s.id}: {s.label} — {s.label_reason}", highlight=False)
+    _print_answers(console, report)
     if report.agent is not None:
         _print_agent(console, report)
-    if report.model.is_proxy:
-        console.print(f"[yellow]{report.model.note}[/yellow]", highlight=False)
+    for line in report.limitations:
+        console.print(f"[yellow]limitation: {line}[/yellow]", highlight=False)
     for flag in m.flags:
         console.print(f"  flag: {flag}", highlight=False)
     verdict = "[green]passed[/green]" if report.gate.passed else "[red]failed[/red]"
     console.print(f"gate {verdict}" + "".join(f"\n  {f.message}" for f in report.gate.failures))
-    if report.retrieval is not None:
-        r, rs = report.retrieval, report.retrieval_sensitivity
-        hits = ", ".join(f"{d.rank}. {d.id} ({d.score:.3f})" for d in r.documents)
-        console.print(f"retrieved from {r.corpus} (k={r.k}): {hits}", highlight=False)
-        if rs is not None:
-            parts = [f"{v.name} {v.delta:+.2f}" for v in [rs.depth_k_minus_1, rs.depth_k_plus_1, *rs.replacements] if v]
-            console.print("retrieval sensitivity (nats vs top-k): " + " · ".join(parts), highlight=False)
+    _print_retrieval(console, report)
     console.print(
         f"cost: {report.cost.forward_passes} forward passes, {report.cost.tokens_processed} tokens, "
         f"{report.cost.seconds:.1f} s · model {report.model.name}",
         highlight=False,
     )
+
+
+def _print_answers(console, report) -> None:
+    """The audited answer beside the regenerated ones, and whether flips were allowed to count."""
+    m = report.summary
+    regenerated = [s for s in report.sources if s.answer_without is not None]
+    if m.answer_full is None and not regenerated:
+        return
+    counted = "counted" if m.flips_counted else "ignored (unstable greedy answer)"
+    console.print(
+        f"answers (span {m.answer_span!r}, greedy margin {_fmt(m.greedy_margin_nats, '.2f')} nats, placebo flip "
+        f"rate {_fmt(m.placebo_flip_rate, '.0%')}; flips {counted}):",
+        highlight=False,
+    )
+    console.print(f"  audited: {report.response}", highlight=False)
+    if m.answer_full is not None:
+        console.print(f"  full context, greedy: {m.answer_full}", highlight=False)
+    for s in regenerated:
+        console.print(f"  without {s.id}: {s.answer_without}", highlight=False)
+
+
+def _print_retrieval(console, report) -> None:
+    if report.retrieval is None:
+        return
+    r, rs = report.retrieval, report.retrieval_sensitivity
+    hits = ", ".join(f"{d.rank}. {d.id} ({d.score:.3f})" for d in r.documents)
+    console.print(f"retrieved from {r.corpus} (k={r.k}): {hits}", highlight=False)
+    if rs is not None:
+        parts = [f"{v.name} {v.delta:+.2f}" for v in [rs.depth_k_minus_1, rs.depth_k_plus_1, *rs.replacements] if v]
+        console.print("retrieval sensitivity (nats vs top-k): " + " · ".join(parts), highlight=False)
 
 
 def _print_agent(console, report) -> None:
@@ -366,7 +404,8 @@ def print_verdict(verdict, *, console: Console) -> None:
     style = {"passed": "green", "failed": "red", "error": "yellow"}
     measured_key = {
         "min_context_reliance": "context_reliance",
-        "min_faithfulness_score": "faithfulness_score",
+        "min_context_token_share": "context_token_share",
+        "max_noise_floor_nats": "noise_floor_nats",
         "min_citation_precision": "citation_precision",
         "max_attended_not_relied": "attended_not_relied",
     }

@@ -42,8 +42,14 @@ def test_the_copied_output_ranks_first_and_the_others_barely_matter(report):
 
 def test_regenerating_without_the_copied_output_loses_the_number(report):
     calc, weather = _source(report, "calculator#3"), _source(report, "weather#1")
+    assert report.summary.answer_span == "7006652"  # what the answer adds to the query
     assert "7006652" not in calc.answer_without and calc.answer_changed is True
-    assert "7006652" in weather.answer_without and weather.answer_changed is False
+    # only sources above the noise floor (placebo noop steps) are regenerated: weather#1 is within the noise
+    assert weather.reliance < report.summary.noise_floor_nats and weather.answer_without is None
+    assert weather.reliance_interval == pytest.approx(
+        (weather.reliance - report.summary.noise_floor_nats, weather.reliance + report.summary.noise_floor_nats),
+        abs=1e-5,
+    )  # a trace keeps its causal order: reliance +- floor
 
 
 def test_policy_replay_gives_structured_actions_and_finite_drops(report):

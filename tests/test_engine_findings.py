@@ -5,7 +5,7 @@ from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOC
 
 from faithaudit.audits.run import run_audit
 
-FAST = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0}
+FAST = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
 
 
 @pytest.mark.parametrize("position", ["first", "middle", "last"])
@@ -76,9 +76,13 @@ def test_full_report_has_every_figure(model):
     assert key.label == "decisive" and key.reliance_rank == 1 and key.answer_changed is not None
     assert all(s.attention is not None and s.surrogate_weight is not None for s in report.sources)
     assert abs(sum(s.attention for s in report.sources) - 1) < 1e-5
-    assert report.summary.surrogate_lds is not None and report.summary.faithfulness_score is not None
+    assert report.summary.surrogate_lds is not None and report.summary.context_token_share is not None
     assert report.model.is_proxy and "some-hosted-model" in report.model.note
     assert not report.gate.passed and report.gate.failures[0].measured == report.summary.context_reliance
     stages = report.cost.by_stage
-    assert set(stages) == {"full_context", "leave_one_out", "no_context", "context_ablation", "answer_flip"}
+    assert set(stages) == {
+        "full_context", "leave_one_out", "orders", "no_context", "placebos", "context_ablation", "answer_flip"
+    }  # fmt: skip
+    assert report.summary.noise_floor_nats is not None and all(s.reliance_interval for s in report.sources)
+    assert any("proxy for some-hosted-model" in line for line in report.limitations)
     assert report.cost.forward_passes == sum(s.forward_passes for s in stages.values())

@@ -53,11 +53,14 @@ def test_method_names_declared_for_the_api_equal_the_registry():
 
 
 def test_plan_orders_stages_counts_passes_and_drops_flips_without_a_ranking():
-    plan = AuditPlan.build(AuditOptions(methods=["no_context", "leave_one_out"], answer_flip_top_k=5), 3)
-    assert [s.name for s in plan.stages] == ["leave_one_out", "no_context", "answer_flip"]
-    assert plan.passes == {"leave_one_out": 3, "no_context": 1, "answer_flip": 3} and plan.total_passes == 8
-    assert plan.with_attention is False
-    alone = AuditPlan.build(AuditOptions(methods=["no_context"], answer_flip_top_k=3), 3)
+    opts = AuditOptions(methods=["no_context", "leave_one_out"], answer_flip_top_k=5)
+    plan = AuditPlan.build(opts, 3)
+    assert [s.name for s in plan.stages] == ["leave_one_out", "orders", "no_context", "placebos", "answer_flip"]
+    assert plan.passes == {"leave_one_out": 3, "orders": 2 * 4, "no_context": 1, "placebos": 16, "answer_flip": 20}
+    assert plan.total_passes == 1 + 3 + 8 + 1 + 16 + 20 and plan.with_attention is False
+    trace = AuditPlan.build(opts, 3, reorderable=False)
+    assert "orders" not in [s.name for s in trace.stages]  # a trace keeps its causal order
+    alone = AuditPlan.build(AuditOptions(methods=["no_context"], answer_flip_top_k=3, placebos=0, orders=1), 3)
     assert [s.name for s in alone.stages] == ["no_context"]  # nothing ranks the sources: no flips
     adaptive = AuditPlan.build(AuditOptions(methods=["context_ablation", "attention"], num_ablations=None), 3)
     assert adaptive.passes["context_ablation"] == 64 and adaptive.with_attention
@@ -69,18 +72,70 @@ def test_given_response_reliance_labels_flips_and_progress():
     s = by_id(report)
     assert report.response_origin == "request" and report.summary.answer_full == "The capital is ZQX."
     assert s["key"].reliance == pytest.approx(12.0) and s["key"].label == "decisive"
-    assert s["noise"].reliance == pytest.approx(0.0, abs=1e-9) and s["noise"].label in ("unused", "attended_not_relied")
+    assert s["noise"].reliance == pytest.approx(0.0, abs=1e-9) and s["noise"].label == "within_noise"
     assert s["trap"].reliance == pytest.approx(-3.0) and s["trap"].label == "distracting"
+    assert s["key"].reliance_interval == (12.0, 12.0)  # the fake ignores order: every order agrees
+    assert report.summary.noise_floor_nats == 0.0 and report.summary.order_top1_stability == 1.0
+    assert s["key"].reliance_p == pytest.approx(1 / 17, abs=1e-6) and s["noise"].reliance_p == 1.0
+    assert "interval [+12.00, +12.00]" in s["key"].label_reason and "noise" in s["noise"].label_reason
+    # only sources above the noise floor are regenerated; the answer span is what the response adds
     assert s["key"].answer_changed is True and s["key"].answer_without == "I do not know."
-    assert s["noise"].answer_changed is False and s["trap"].answer_changed is None  # only the top 2 regenerated
+    assert s["noise"].answer_changed is None and s["trap"].answer_changed is None
+    assert report.summary.answer_span == "zqx" and report.summary.flips_counted is True
+    assert report.summary.greedy_margin_nats == 5.0 and report.summary.placebo_flip_rate == 0.0
     assert report.summary.context_reliance == pytest.approx(9.0) and report.summary.parametric is False
     assert "distracting: trap" in report.summary.flags
     assert seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
     stages = report.cost.by_stage
-    assert list(stages) == ["full_context", "leave_one_out", "no_context", "context_ablation", "answer_flip"]
+    assert list(stages) == [
+        "full_context", "leave_one_out", "orders", "no_context", "placebos", "context_ablation", "answer_flip"
+    ]  # fmt: skip
     assert stages["leave_one_out"].forward_passes == 3 and stages["context_ablation"].forward_passes == 8 + 16
-    assert stages["answer_flip"].forward_passes == 1 + 2  # the full-context answer, then two sources
+    assert stages["orders"].forward_passes == 2 * 4 and stages["placebos"].forward_passes == 16
+    assert stages["answer_flip"].forward_passes == 1 + 16 + 1  # the full answer, each placebo, one source
     assert report.cost.forward_passes == model.counter.forward_passes
+
+
+def test_controls_and_limitations_are_recorded():
+    report = run_audit(rag(), scripted())
+    c = report.controls
+    assert report.schema_version == "2" and c.seed == 0 and len(c.request_sha256) == 64
+    assert c.masks.count == 8 and c.masks.held_out == 16 and c.masks.keep_probability == 0.5
+    assert c.placebos["count"] == 16 and len(c.placebos["positions"]) == 16
+    assert c.orders["count"] == 3 and c.orders["permutations"][0] == ["key", "noise", "trap"]
+    assert len({tuple(p) for p in c.orders["permutations"]}) == 3
+    assert c.decoding["strategy"] == "greedy" and c.attention["layers"] == 2
+    assert report.limitations == []
+    bare = AuditRequest.model_validate(
+        rag(placebos=0, orders=1).model_dump() | {"model": {"production_model": "gpt-4o"}}
+    )
+    lim = run_audit(bare, scripted()).limitations
+    assert any("proxy for gpt-4o" in x for x in lim) and any("No placebo controls" in x for x in lim)
+    assert any("One document order" in x for x in lim)
+
+
+def test_noise_floor_keeps_small_reliance_within_noise():
+    model = scripted(effects={"ZQX": 12.0, "Glaciers": 0.8}, jitter=1.0)
+    report = run_audit(rag(), model)
+    s, floor = by_id(report), report.summary.noise_floor_nats
+    assert 0.8 < floor < 2.0 and len(report.summary.placebo_reliance) == 16
+    assert s["key"].label == "decisive" and s["key"].reliance_z > 5
+    assert s["noise"].label == "within_noise"  # +0.8 nats would be "supporting" without the floor
+    lo, hi = s["noise"].reliance_interval
+    assert lo < hi and lo < floor  # three orders disagree
+    again = run_audit(rag(), scripted(effects={"ZQX": 12.0, "Glaciers": 0.8}, jitter=1.0))
+    assert again.without_timings() == report.without_timings()  # seeded: two runs agree exactly
+
+
+def test_unstable_greedy_answer_ignores_flips():
+    report = run_audit(rag(), scripted(effects={"ZQX": 1.5}, margin=0.5))
+    s = by_id(report)
+    assert report.summary.flips_counted is False and report.summary.placebo_flip_rate is None
+    assert s["key"].answer_changed is True and s["key"].label == "supporting"  # 1.5 nats: not decisive alone
+    assert any(f.startswith("unstable_greedy_answer") for f in report.summary.flags)
+    assert any("greedy answer is unstable" in x for x in report.limitations)
+    stable = run_audit(rag(), scripted(effects={"ZQX": 1.5}))
+    assert by_id(stable)["key"].label == "decisive"  # the same flip, counted: decisive above the floor
 
 
 def test_generated_response_is_audited_and_is_the_full_answer():
@@ -108,11 +163,13 @@ def test_parametric_answer_and_low_surrogate_fit_are_flagged():
 
 
 def test_attention_against_reliance_labels_and_top1_disagreement():
-    model = scripted(attention={"Glaciers": 200.0})  # every eye on the noise paragraph
+    # every eye on the noise paragraph; the trap paragraph now supports the answer a little
+    model = scripted(effects={"ZQX": 12.0, "WRONG": 1.2}, attention={"Glaciers": 200.0})
     report = run_audit(rag(methods=["attention", "leave_one_out"], answer_flip_top_k=0), model)
     s = by_id(report)
     assert s["noise"].attention_rank == 1 and s["noise"].label == "attended_not_relied"
-    assert s["key"].label == "relied_not_attended"
+    assert s["trap"].label == "relied_not_attended" and "barely read" in s["trap"].label_reason
+    assert s["key"].label == "decisive"  # attention labels never override decisive
     assert report.summary.top1_agreement is False
     assert "top1_disagreement: the most attended source is not the most relied on" in report.summary.flags
     assert "attention" not in report.cost.by_stage  # read in the full-context pass
@@ -155,7 +212,9 @@ def test_agent_branch_runs_tool_stages_and_compares_numbers():
     assert s["calc#1"].reliance == pytest.approx(8.0) and s["calc#1"].reliance_unavailable == pytest.approx(8.0)
     assert s["calc#1"].counterfactual_origin == "numbers_changed" and s["calc#1"].reliance_counterfactual == 0.0
     assert s["calc#1"].answer_changed is True  # "It is 40." loses the 36 the answer adds to the query
-    assert s["wx#2"].answer_changed is False and s["wx#2"].reliance == pytest.approx(0.0, abs=1e-9)
+    assert s["wx#2"].answer_changed is None and s["wx#2"].reliance == pytest.approx(0.0, abs=1e-9)  # not above floor
+    assert s["calc#1"].reliance_interval == (8.0, 8.0) and "orders" not in report.cost.by_stage  # causal order
+    assert report.controls.placebos["inserted_as"] == "a noop tool step" and "placebos" in report.cost.by_stage
     assert s["calc#1"].next_action_recorded.kind == "tool_call" and s["calc#1"].next_action_recorded.tool == "weather"
     assert s["wx#2"].next_action_recorded.kind == "final_answer"
     assert s["calc#1"].reading.startswith("the answer copies calc#1")

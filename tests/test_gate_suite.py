@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from faithaudit.cli import app
 
-LEAN = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0}
+LEAN = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
 
 
 def _case_file(tmp_path, name: str, **thresholds) -> str:
@@ -50,8 +50,9 @@ def test_one_passing_and_one_failing_case_exit_1_with_one_junit_failure(tmp_path
     grounded, impossible = verdict["cases"]
     assert verdict["status"] == "failed" and not verdict["passed"]
     assert grounded["name"] == "grounded" and grounded["status"] == "passed"
-    # precedence: suite < request file < case override; min_faithfulness_score comes from the suite
-    assert grounded["thresholds"] == {"min_context_reliance": 0.5, "min_faithfulness_score": 0.0}
+    # precedence: suite < request file < case override; the suite's deprecated min_faithfulness_score arrives
+    # as its new name, min_context_token_share
+    assert grounded["thresholds"] == {"min_context_reliance": 0.5, "min_context_token_share": 0.0}
     assert impossible["thresholds"]["min_context_reliance"] == 1000
     assert grounded["measured"]["context_reliance"] > 1.0
 

@@ -34,10 +34,13 @@ def make_report() -> AuditReport:
             "Paris is the capital of France.",
             attention=0.6,
             reliance=2.5,
+            reliance_interval=(2.1, 3.0),
             surrogate_weight=2.1,
             answer_changed=True,
+            answer_without="I am not sure.",
             cited=True,
             label="decisive",
+            label_reason="reliance +2.50 nats, interval [+2.10, +3.00], noise floor 0.40: above",
         ),
         _source("d1", "Lyon is a city & <b>not</b> a capital.", attention=None, reliance=None, label=None),
         _source(
@@ -45,6 +48,7 @@ def make_report() -> AuditReport:
             "Berlin is in Germany.",
             attention=0.4,
             reliance=-0.75,
+            reliance_interval=(-1.0, -0.5),
             surrogate_weight=-0.5,
             answer_changed=False,
             label="distracting",
@@ -73,7 +77,9 @@ def make_report() -> AuditReport:
             logprob_no_context=-6.0,
             context_reliance=4.8,
             parametric=False,
-            faithfulness_score=0.7,
+            context_token_share=0.7,
+            noise_floor_nats=0.4,
+            placebo_reliance=[0.1, -0.4, 0.2],
             citation_precision=1.0,
             citation_recall=None,
             flags=["attention_disagrees_with_reliance", "flag <&>"],
@@ -81,7 +87,12 @@ def make_report() -> AuditReport:
         gate=GateResult(
             passed=False,
             failures=[
-                GateFailure(threshold="min_faithfulness", limit=0.8, measured=0.7, message="faithfulness 0.70 < 0.80")
+                GateFailure(
+                    threshold="min_context_token_share",
+                    limit=0.8,
+                    measured=0.7,
+                    message="context_token_share 0.70 < 0.80",
+                )
             ],
         ),
         cost=Cost(forward_passes=5, tokens_processed=1234, seconds=1.5),
@@ -148,13 +159,14 @@ def test_chart_has_two_bars_per_source(parsed: _Collector) -> None:
 
 
 def test_negative_reliance_drawn_left_of_zero(parsed: _Collector) -> None:
-    bars = {(a["data-source"], a["class"]): a for t, a in parsed.inside if t == "rect" and "class" in a}
+    bars = {(a["data-source"], a["class"]): a for t, a in parsed.inside if t == "rect" and "data-source" in a}
     pos, neg = bars[("d0", "bar reliance")], bars[(EVIL_ID, "bar reliance")]
     zero = float(pos["x"])
     assert float(neg["x"]) + float(neg["width"]) == pytest.approx(zero, abs=0.1)
     assert float(neg["width"]) > 0
-    # each series scaled to its own max: the largest value of each fills the same length
-    assert float(pos["width"]) == pytest.approx(float(bars[("d0", "bar attention")]["width"]), abs=0.1)
+    # each series scaled to its own max (reliance: including the interval ends, here 3.0 nats)
+    full = float(bars[("d0", "bar attention")]["width"])  # the largest attention fills the length
+    assert float(pos["width"]) == pytest.approx(full * 2.5 / 3.0, abs=0.1)
 
 
 def test_user_text_escaped(page: str) -> None:
@@ -183,7 +195,9 @@ def test_content_sections(page: str) -> None:
         "abc123",
         "Local stand-in; numbers describe tiny-llm only.",
         "Gate: failed",
-        "faithfulness 0.70 &lt; 0.80",
+        "context_token_share 0.70 &lt; 0.80",
+        "0.400 (3 placebos)",
+        "Noise floor 0.400 nats",
         "attention_disagrees_with_reliance",
         "60.0%",
         "-0.75",
@@ -199,6 +213,15 @@ def test_content_sections(page: str) -> None:
     ]
     for text in expected:
         assert text in page, text
+
+
+def test_intervals_as_error_bars_and_the_floor_as_a_band(parsed: _Collector, page: str) -> None:
+    paths = [a for t, a in parsed.inside if t == "path" and a.get("class") == "interval"]
+    assert sorted(a["data-source"] for a in paths) == sorted(["d0", EVIL_ID])
+    band = [a for t, a in parsed.inside if t == "rect" and a.get("class") == "floor"]
+    assert len(band) == 1 and float(band[0]["width"]) > 0
+    assert "[2.10, 3.00]" in page and "interval [+2.10, +3.00]" in page  # table column and the label's reason
+    assert "without d0" in page and "I am not sure." in page  # regenerated answer beside the audited one
 
 
 def test_title_override_and_no_proxy_note() -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from faithaudit.client import ApiError, AsyncClient, Client
 
-LEAN = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0}
+LEAN = {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
 CORPUS_DOCS = [{"id": i, "text": t, "metadata": {"source": f"kb/{i}.md"}} for i, t in [*FILLER_DOCS, FICTIONAL_DOC]]
 RETRIEVER_CASE = {
     "query": FICTIONAL_QUERY,

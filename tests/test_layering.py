@@ -17,7 +17,7 @@ from cases import ROOT
 PACKAGE = ROOT / "faithaudit"
 TOKEN_COUNTING = tuple(
     f"faithaudit.audits.{m}"
-    for m in ("prompt", "model.adapter", "model.chat", "model.registry", "answers", "source_limits")
+    for m in ("prompt", "model.adapter", "model.chat", "model.registry", "answers", "source_limits", "placebos")
 )
 
 

@@ -74,7 +74,7 @@ def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, 
             "query": FICTIONAL_QUERY,
             "response": FICTIONAL_RESPONSE,
             "pipeline": {"kind": "retriever", "corpus": "kb", "k": 3},
-            "audit": {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0},
+            "audit": {"methods": ["leave_one_out", "no_context"], "answer_flip_top_k": 0, "placebos": 0, "orders": 1},
         }
     )
     report = audit_request(request, model, tenant="acme", corpora=CorpusLibrary(data_dir))

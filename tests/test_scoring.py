@@ -38,7 +38,7 @@ def test_leave_one_out_equals_naive_and_reuses_the_prefix(model):
         docs,
         FICTIONAL_QUERY,
         FICTIONAL_RESPONSE,
-        audit={"methods": ["leave_one_out"], "answer_flip_top_k": 0},
+        audit={"methods": ["leave_one_out"], "answer_flip_top_k": 0, "placebos": 0, "orders": 1},
     )
     counter = _CountingForward(model.model)
     try:
@@ -67,7 +67,7 @@ def test_surrogate_targets_are_reproducible(model):
         [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]],
         FICTIONAL_QUERY,
         FICTIONAL_RESPONSE,
-        audit={"methods": ["context_ablation"], "num_ablations": 8, "answer_flip_top_k": 0},
+        audit={"methods": ["context_ablation"], "num_ablations": 8, "answer_flip_top_k": 0, "placebos": 0},
     )
     a, b = run_audit(req, model), run_audit(req, model)
     weights = [s.surrogate_weight for s in a.sources]

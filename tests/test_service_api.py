@@ -21,7 +21,9 @@ from faithaudit.queue import Enqueuer
 from faithaudit.service.app import create_app
 from faithaudit.store import Store
 
-SMALL = load_example("fictional_fact.json") | {"audit": {"num_ablations": 4, "answer_flip_top_k": 0}}
+SMALL = load_example("fictional_fact.json") | {
+    "audit": {"num_ablations": 4, "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
+}
 
 
 @pytest.fixture()
@@ -238,6 +240,22 @@ def test_prompt_over_the_context_window_is_422_at_submit(api, model):
     err = r.json()["error"]
     assert err["fields"][0]["path"] == "pipeline.documents" and "context window" in err["fields"][0]["msg"]
     assert client.get("/v1/audits", headers=auth(keys["acme"])).json()["items"] == []  # nothing stored
+
+
+def test_a_prompt_that_cannot_fit_its_placebos_is_422_at_submit(api, model):
+    client, _, keys = api
+    # two documents under the API's per-source limit (20,000 characters) that fit the window; a placebo as long
+    # as one of them does not
+    half = "The committee met again to review the long schedule of the coming season. " * 250
+    docs = [{"id": "a", "text": half}, {"id": "b", "text": half}]
+    audit = {**SMALL["audit"], "placebos": 16}
+    body = {**SMALL, "pipeline": {"kind": "rag", "documents": docs}, "audit": audit}
+    r = client.post("/v1/audits", json=body, headers=auth(keys["acme"]))
+    assert r.status_code == 422, r.text
+    field = r.json()["error"]["fields"][0]
+    assert field["path"] == "audit.placebos" and "placebo" in field["msg"]
+    lean = {**body, "audit": {**SMALL["audit"], "placebos": 0}}
+    assert client.post("/v1/audits", json=lean, headers=auth(keys["acme"])).status_code == 202
 
 
 def test_hostile_inputs_get_4xx_never_500(api, model):

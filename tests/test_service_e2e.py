@@ -24,18 +24,23 @@ from service_harness import (
     wait_for,
 )
 
-SMALL = load_example("fictional_fact.json") | {"audit": {"num_ablations": 4, "answer_flip_top_k": 1}}
+SMALL = load_example("fictional_fact.json") | {
+    "audit": {"num_ablations": 4, "answer_flip_top_k": 1, "placebos": 0, "orders": 1}
+}
 # An agent trace replayed by the worker: tool-output removal, an unavailable tool, policy replay with the registry.
 AGENT = load_example("agent_case.json") | {
     "audit": {
         "methods": ["attention", "leave_one_out", "tool_unavailable", "policy_replay"],
         "answer_flip_top_k": 0,
         "replay_turns": 1,
+        "placebos": 0,
     },
     "model": {"max_new_tokens": 16},
 }
 # Long enough (tens of seconds on 2 cores) to be killed half-way.
-LONG = load_example("fictional_fact.json") | {"audit": {"num_ablations": 48, "answer_flip_top_k": 2}}
+LONG = load_example("fictional_fact.json") | {
+    "audit": {"num_ablations": 48, "answer_flip_top_k": 2, "placebos": 0, "orders": 1}
+}
 
 
 def _strip_timings(report: dict) -> dict:

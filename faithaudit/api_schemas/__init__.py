@@ -6,6 +6,7 @@ from faithaudit.api_schemas.errors import format_loc, validation_fields
 from faithaudit.api_schemas.report import (
     AgentReport,
     AuditReport,
+    Controls,
     Cost,
     GateFailure,
     GateResult,
@@ -90,6 +91,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "AuditOptions",
     "AuditReport",
+    "Controls",
     "AuditRequest",
     "Cost",
     "Document",

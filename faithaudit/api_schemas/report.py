@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Label = Literal["decisive", "supporting", "distracting", "attended_not_relied", "relied_not_attended", "unused"]
+Label = Literal[
+    "decisive",
+    "supporting",
+    "distracting",
+    "within_noise",
+    "attended_not_relied",
+    "relied_not_attended",
+    "unused",  # schema version 1 only: version 2 says within_noise
+]
 
 
 class _Out(BaseModel):
@@ -61,11 +69,27 @@ class SourceReport(_Out):
     attention_rank: int | None = None
     reliance: float | None = Field(None, description="log p(resp | full) - log p(resp | without it), nats.")
     reliance_rank: int | None = None
-    surrogate_weight: float | None = None
-    answer_changed: bool | None = None
+    reliance_interval: tuple[float, float] | None = Field(
+        None,
+        description="[min, max] of reliance over the document orders (nats); agent traces and single-order audits: "
+        "reliance +- the noise floor.",
+    )
+    reliance_z: float | None = Field(None, description="(reliance - mean of the placebos) / their SD.")
+    reliance_p: float | None = Field(
+        None, description="(1 + placebos with |reliance| >= |this|) / (placebos + 1): how often noise is this large."
+    )
+    surrogate_weight: float | None = Field(
+        None,
+        description="The surrogate's weight: effect of keeping the source on the response's logit-probability "
+        "target (sum over tokens of log p/(1-p), in nats of log-odds).",
+    )
+    answer_changed: bool | None = Field(
+        None, description="The answer regenerated without this source no longer contains the answer span."
+    )
     answer_without: str | None = None
     cited: bool = False
     label: Label | None = None
+    label_reason: str | None = Field(None, description="One line: why this source got its label, with the figures.")
     # -- tool outputs (agent audits) -------------------------------------------------------------------------
     tool: str | None = None
     arguments: dict[str, Any] | None = None
@@ -95,10 +119,31 @@ class Summary(_Out):
     logprob_full: float
     logprob_no_context: float | None = None
     context_reliance: float | None = None
-    parametric: bool | None = None
+    parametric: bool | None = Field(None, description="context_reliance < max(1 nat, noise floor).")
     attention_reliance_spearman: float | None = None
     top1_agreement: bool | None = None
-    faithfulness_score: float | None = None
+    context_token_share: float | None = Field(
+        None,
+        description="Share of response tokens whose log-prob rises by >= labels.faithfulness_token_delta with "
+        "the context (full vs none).",
+    )
+    noise_floor_nats: float | None = Field(
+        None, description="90th percentile (numpy 'higher') of |placebo reliance|, nats; None without placebos."
+    )
+    placebo_reliance: list[float] | None = Field(None, description="Each placebo's reliance, nats.")
+    order_top1_stability: float | None = Field(
+        None, description="Share of document orders whose reliance top-1 is the given order's top-1."
+    )
+    answer_span: str | None = Field(None, description="The response's words that are not in the query.")
+    greedy_margin_nats: float | None = Field(
+        None, description="Smallest top-1 minus top-2 log-prob over the answer span (full context, teacher-forced)."
+    )
+    placebo_flip_rate: float | None = Field(
+        None, description="Share of placebo insertions whose regenerated answer loses the answer span."
+    )
+    flips_counted: bool | None = Field(
+        None, description="Answer flips set labels: margin and placebo flip rate within labels' limits."
+    )
     surrogate_lds: float | None = None
     surrogate_bias: float | None = None
     citation_precision: float | None = None
@@ -182,8 +227,30 @@ class RetrievalSensitivity(_Out):
     max_abs_delta: float | None = None
 
 
+class MaskControls(_Out):
+    count: int | None = Field(description="Random keep-masks fit; None when adaptive.")
+    held_out: int = Field(description="Extra masks that only measure the surrogate (LDS).")
+    design: str
+    keep_probability: float
+    lasso_alpha: float
+
+
+class Controls(_Out):
+    """What every figure was measured against: the settings a reviewer needs to repeat or judge the audit."""
+
+    seed: int
+    decoding: dict[str, Any] = Field(description="Greedy decoding settings of generated responses and flips.")
+    masks: MaskControls | None = None
+    placebos: dict[str, Any] = Field(description="Count, how generated, where inserted.")
+    orders: dict[str, Any] = Field(description="Count and the permutations (source ids in prompt order).")
+    attention: dict[str, Any] = Field(description="Layers and heads the attention figures average over.")
+    model_weights: str = Field(description="How the local model's weights were stored and computed (quantisation).")
+    faithaudit_version: str
+    request_sha256: str = Field(description="SHA-256 of the canonical request JSON (sorted keys).")
+
+
 class AuditReport(_Out):
-    schema_version: Literal["1"] = "1"
+    schema_version: Literal["1", "2"] = "2"
     query: str
     response: str
     response_origin: Literal["request", "trace", "generated"]
@@ -198,6 +265,19 @@ class AuditReport(_Out):
     agent: AgentReport | None = None
     retrieval: RetrievalInfo | None = Field(None, description="Retriever pipelines: what was retrieved.")
     retrieval_sensitivity: RetrievalSensitivity | None = None
+    controls: Controls | None = Field(None, description="Schema version 2: what the figures were measured against.")
+    limitations: list[str] = Field(
+        default_factory=list, description="Plain sentences: what this audit cannot say (proxy model, unstable answer)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_version_1(cls, data: Any) -> Any:
+        """Reports of schema version 1 stay readable: faithfulness_score is context_token_share."""
+        summary = data.get("summary") if isinstance(data, dict) else None
+        if isinstance(summary, dict) and "faithfulness_score" in summary and "context_token_share" not in summary:
+            data = {**data, "summary": {**summary, "context_token_share": summary["faithfulness_score"]}}
+        return data
 
     def without_timings(self) -> dict:
         """The report as JSON data with every wall-clock figure removed (for comparisons)."""

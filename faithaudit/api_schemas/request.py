@@ -124,7 +124,15 @@ class LabelThresholds(_Strict):
     attended_factor: float = Field(default=1.5, gt=0)
     not_attended_factor: float = Field(default=0.5, gt=0)
     parametric_context_reliance: float = 1.0
-    faithfulness_token_delta: float = 0.5
+    faithfulness_token_delta: float = Field(
+        default=0.5, description="context_token_share counts the response tokens whose log-prob rises this much."
+    )
+    min_greedy_margin: float = Field(
+        default=1.0, description="Answer flips count only when the greedy margin over the answer span is this wide."
+    )
+    max_placebo_flip_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="...and when at most this share of placebo insertions flips it."
+    )
     surrogate_lds_floor: float = Field(
         default=0.3, ge=-1.0, le=1.0, description="Flag low_surrogate_fit when the surrogate's LDS is below this."
     )
@@ -145,7 +153,28 @@ class AuditOptions(_Strict):
     lasso_alpha: float = Field(default=0.01, gt=0.0)
     granularity: Literal["document", "sentence"] = "document"
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
-    answer_flip_top_k: int = Field(default=3, ge=0, le=50, description="Regenerate without the top-k sources.")
+    answer_flip_top_k: int = Field(
+        default=10,
+        ge=0,
+        le=50,
+        description="A cap on how many sources are regenerated without (those whose reliance is above the noise "
+        "floor, most relied on first); 0 regenerates none.",
+    )
+    placebos: int = Field(
+        default=16,
+        ge=0,
+        le=64,
+        description="Placebo controls: neutral filler sources, length-matched and inserted one at a time at seeded "
+        "positions; the 90th percentile of their |reliance| is the audit's noise floor. 0 disables them.",
+    )
+    orders: int = Field(
+        default=3,
+        ge=1,
+        le=8,
+        description="Document orders, counting the given one: each extra seeded permutation re-scores the full "
+        "context and leave-one-out, and every reliance gets its [min, max] over the orders. Agent traces keep their "
+        "causal order (interval: reliance +- noise floor).",
+    )
     replay_turns: int = Field(
         default=0, ge=0, le=8, description="Agent audits: replay to an answer, with up to this many new tool calls."
     )
@@ -165,9 +194,30 @@ class AuditOptions(_Strict):
 
 class Thresholds(_Strict):
     min_context_reliance: float | None = None
-    min_faithfulness_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_context_token_share: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Minimum summary.context_token_share."
+    )
+    min_faithfulness_score: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        deprecated=True,
+        description="Deprecated alias of min_context_token_share (schema version 1); removed in the next version.",
+    )
     max_attended_not_relied: int | None = Field(default=None, ge=0)
     min_citation_precision: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_noise_floor_nats: float | None = Field(
+        default=None, ge=0.0, description="Maximum summary.noise_floor_nats: an audit too noisy to trust fails."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("min_faithfulness_score") is not None:
+            if data.get("min_context_token_share") is not None:
+                raise ValueError("give min_context_token_share only (min_faithfulness_score is its deprecated alias)")
+            data = {**data, "min_context_token_share": data["min_faithfulness_score"], "min_faithfulness_score": None}
+        return data
 
 
 class AuditRequest(_Strict):

@@ -1,33 +1,44 @@
-"""When is a regenerated answer 'the same' as the audited one? Pure text rules used by the answer-flip stage."""
+"""The answer span of a response, and whether a regenerated answer still contains it. Pure text rules.
+
+The answer span is the response's words that are not in the query, after normalisation (lower case, punctuation
+dropped): for "The capital of Vellmora is Tarsquin." asked as "What is the capital of Vellmora?" it is
+"tarsquin"; for "1234 * 5678 = 7006652." it is "7006652". A regenerated answer *flips* when it no longer contains
+every word of the span: a rewording ("is called X" vs "is X") is not a flip, a different X is.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 
 _PUNCT = re.compile(r"[^\w\s]")
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def normalize_answer(text: str) -> str:
-    """Lower case, punctuation dropped, whitespace collapsed: two answers are 'the same' when these match."""
+    """Lower case, punctuation dropped, whitespace collapsed."""
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
 
-def answer_numbers(response: str, query: str) -> set[str]:
-    """The numbers an answer adds to its question. An agent's answer flips when a regenerated answer loses one
-    of them (a small model rarely repeats a whole answer word for word)."""
-    return set(NUMBER.findall(response)) - set(NUMBER.findall(query))
+def answer_span(response: str, query: str) -> list[str]:
+    """The response's normalised words that the query does not contain, in order, each once."""
+    asked = set(normalize_answer(query).split())
+    return list(dict.fromkeys(w for w in normalize_answer(response).split() if w not in asked))
 
 
-def texts_differ(*, response: str, query: str, regenerated: str, reference: str) -> bool:
-    """Documents: the regenerated answer differs from the reference (the model's own full-context answer)."""
-    return normalize_answer(regenerated) != normalize_answer(reference)
+def keeps_answer(regenerated: str, span: Sequence[str]) -> bool:
+    """Every word of the answer span is among the regenerated answer's words."""
+    return set(span) <= set(normalize_answer(regenerated).split())
 
 
-def numbers_lost(*, response: str, query: str, regenerated: str, reference: str) -> bool:
-    """Agents: the regenerated answer loses a number the response adds to the query; without such numbers, the
-    texts are compared as for documents."""
-    added = answer_numbers(response, query)
-    if added:
-        return not added <= set(NUMBER.findall(regenerated))
-    return texts_differ(response=response, query=query, regenerated=regenerated, reference=reference)
+def span_positions(
+    response_ids: Sequence[int], span: Sequence[str], decode: Callable[[Sequence[int]], str]
+) -> list[int]:
+    """Indices of the response tokens that spell a word of the answer span (a token counts when its normalised
+    text is part of a span word)."""
+    words = set(span)
+    out = []
+    for k, tok in enumerate(response_ids):
+        piece = normalize_answer(decode([tok]))
+        if piece and any(p in w for p in piece.split() for w in words):
+            out.append(k)
+    return out

@@ -14,6 +14,7 @@ from faithaudit.audits.agent_replay import ToolCaller
 from faithaudit.audits.counterfactuals import Counterfactual
 from faithaudit.audits.meter import ProgressTracker
 from faithaudit.audits.model.adapter import ModelAdapter, ResponseScore
+from faithaudit.audits.noise import NoiseFloor
 from faithaudit.audits.prompt.layout import SourceLayout
 from faithaudit.audits.provenance import AttentionReading
 from faithaudit.audits.reliance import SurrogateSolver
@@ -53,7 +54,33 @@ class Surrogate:
 @dataclass(frozen=True)
 class Flip:
     without: str  # the greedy answer regenerated without the source
-    changed: bool
+    changed: bool  # it no longer contains the answer span
+
+
+@dataclass(frozen=True)
+class FlipCheck:
+    """Whether answer flips may set labels: the greedy answer must be stable under the full context."""
+
+    answer_span: tuple[str, ...]
+    margin: float | None  # smallest top-1 minus top-2 log-prob over the answer span, nats
+    placebo_flip_rate: float | None  # share of placebo insertions that flip the answer (None: not measured)
+    counted: bool
+    max_new_tokens: int  # regenerations stop here: the response through the answer span, + 8
+
+
+@dataclass(frozen=True)
+class Placebos:
+    texts: tuple[str, ...]
+    positions: tuple[int, ...]
+    prompts: tuple[tuple[int, ...], ...]  # the full prompt with each placebo inserted
+    noise: NoiseFloor
+
+
+@dataclass(frozen=True)
+class Orders:
+    permutations: tuple[tuple[str, ...], ...]  # document ids in prompt order; the given order first
+    reliance: np.ndarray  # [orders, n] leave-one-out reliance in each order, nats
+    logprob_full: np.ndarray  # [orders] log p(response | full context) in each order
 
 
 @dataclass(frozen=True)
@@ -81,6 +108,9 @@ class Findings:
     reused: tuple[tuple[np.ndarray, ResponseScore], ...] = ()  # (mask, score) passes an adaptive fit may reuse
     surrogate: Surrogate | None = None
     flips: dict[int, Flip] = field(default_factory=dict)
+    flip_check: FlipCheck | None = None
+    placebos: Placebos | None = None
+    orders: Orders | None = None
     unavailable: dict[int, float] = field(default_factory=dict)  # reliance with the output unavailable
     counterfactual: dict[int, float] = field(default_factory=dict)
     counterfactual_outputs: dict[int, Counterfactual] = field(default_factory=dict)

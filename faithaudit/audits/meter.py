@@ -57,6 +57,11 @@ class ProgressTracker:
         if self.callback is not None:
             self.callback(min(self.done / max(self.total, 1), 1.0), stage)
 
+    def finish(self) -> None:
+        """The report is assembled: 1.0, whatever the plan's estimate of the passes (flips skip some sources)."""
+        if self.callback is not None:
+            self.callback(1.0, "report")
+
     def ticker(self, stage: str) -> Callable[[], None]:
         """A no-argument callback that steps ``stage`` once (the scorers' ``on_each``)."""
         return lambda: self.step(stage)

@@ -34,6 +34,7 @@ class Stage:
     is_method: bool  # selected by name in ``audit.methods``
     needs_attention: bool = False  # the full-context pass must read attention
     needs_any: tuple[str, ...] = ()  # runs only when one of these stages is planned too
+    needs_reordering: bool = False  # runs only when the sources' order can change (documents, not a trace)
     metered: bool = True  # has its own entry in ``report.cost.by_stage``
 
 
@@ -48,6 +49,7 @@ def register_stage(
     selects: Callable[[AuditOptions], bool] | None = None,
     needs_attention: bool = False,
     needs_any: tuple[str, ...] = (),
+    needs_reordering: bool = False,
     metered: bool = True,
 ) -> Callable[[StageFn], StageFn]:
     """Register ``fn`` as the stage ``name``. By default a request selects it by listing ``name`` in
@@ -65,6 +67,7 @@ def register_stage(
             is_method=selects is None,
             needs_attention=needs_attention,
             needs_any=needs_any,
+            needs_reordering=needs_reordering,
             metered=metered,
         )
         return fn
@@ -107,10 +110,15 @@ class AuditPlan:
         return 1 + sum(self.passes.values())
 
     @classmethod
-    def build(cls, options: AuditOptions, num_sources: int) -> AuditPlan:
+    def build(cls, options: AuditOptions, num_sources: int, *, reorderable: bool = True) -> AuditPlan:
+        """``reorderable``: the sources can be shown in another order (two or more documents; not a trace)."""
         for name in options.methods:
             get_stage(name)  # the schema already refuses unknown names; a stale registry is a bug, said clearly
-        chosen = [s for s in sorted(_registry().values(), key=lambda s: s.order) if s.selects(options)]
+        chosen = [
+            s
+            for s in sorted(_registry().values(), key=lambda s: s.order)
+            if s.selects(options) and (reorderable or not s.needs_reordering)
+        ]
         names = {s.name for s in chosen}
         chosen = [s for s in chosen if not s.needs_any or names & set(s.needs_any)]
         return cls(

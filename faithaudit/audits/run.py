@@ -21,6 +21,7 @@ from faithaudit.api_schemas import AuditReport, AuditRequest, MethodCost, RagPip
 from faithaudit.audits.context import Findings, StageContext, ToolFactory
 from faithaudit.audits.meter import Meter, Progress, ProgressTracker
 from faithaudit.audits.model.adapter import ModelAdapter
+from faithaudit.audits.placebos import check_placebos_fit
 from faithaudit.audits.plan import AuditPlan
 from faithaudit.audits.prompt.layout import SourceLayout, check_fits, request_layout
 from faithaudit.audits.reliance import SurrogateSolver
@@ -46,7 +47,9 @@ def run_audit(
     ``tools`` builds the tool registry an agent replay calls (``faithaudit.tools.registry_for``)."""
     check_source_limits(request, max_sources=max_sources, max_source_chars=max_source_chars)
     layout, given, budget = request_layout(request, model)
-    plan = AuditPlan.build(request.audit, layout.num_sources)
+    plan = AuditPlan.build(request.audit, layout.num_sources, reorderable=layout.reorderable)
+    check_fits(len(layout.build().ids), budget, model)  # the prompt alone first: its own field error
+    check_placebos_fit(layout, request, model, budget)
     meter = Meter(model)
     tracker = ProgressTracker(plan.total_passes, progress)
 
@@ -65,10 +68,12 @@ def run_audit(
                 found = stage.run(ctx, found)
         else:
             found = stage.run(ctx, found)
-    return build_report(
+    report = build_report(
         request, model, layout, base, found,
         response=response, origin=origin, response_tokens=len(response_ids), cost=meter.cost(),
     )  # fmt: skip
+    tracker.finish()
+    return report
 
 
 def _response(

@@ -15,7 +15,8 @@ def case_verdict(
     s = report.summary
     measured = {
         "context_reliance": s.context_reliance,
-        "faithfulness_score": s.faithfulness_score,
+        "context_token_share": s.context_token_share,
+        "noise_floor_nats": s.noise_floor_nats,
         "citation_precision": s.citation_precision,
         "attended_not_relied": float(s.label_counts.get("attended_not_relied", 0)),
     }

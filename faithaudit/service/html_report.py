@@ -14,8 +14,10 @@ LABEL_COLOURS = {
     "distracting": "#c0262d",
     "attended_not_relied": "#c2610c",
     "relied_not_attended": "#7c3aed",
+    "within_noise": "#6b7280",
     "unused": "#6b7280",
 }
+FLOOR_COLOUR = "#e5e7eb"
 ATTENTION_COLOUR = "#3b82f6"
 RELIANCE_COLOUR = "#f59e0b"
 
@@ -35,7 +37,7 @@ th,td{border-bottom:1px solid #e5e7eb;padding:.3rem .5rem;text-align:left;vertic
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;border-radius:999px;padding:0 .55rem;font-size:.8rem;color:#fff;
  white-space:nowrap}
-.sources li{margin-bottom:1rem}code{word-break:break-all}
+.sources li{margin-bottom:1rem}code{word-break:break-all}.reason{font-size:.78rem;max-width:22rem}
 """
 
 
@@ -82,9 +84,11 @@ def _header(report: AuditReport, title: str) -> str:
 def _summary(report: AuditReport) -> str:
     s = report.summary
     items = [
+        ("noise floor (nats)", _floor(s)),
+        ("order top-1 stability", _num(s.order_top1_stability, 2)),
         ("context reliance (nats)", _num(s.context_reliance)),
         ("parametric", _yes_no(s.parametric)),
-        ("faithfulness score", _num(s.faithfulness_score)),
+        ("context token share", _num(s.context_token_share)),
         ("surrogate LDS", _num(s.surrogate_lds)),
         ("attention–reliance Spearman", _num(s.attention_reliance_spearman)),
         ("top-1 agreement", _yes_no(s.top1_agreement)),
@@ -105,20 +109,86 @@ def _summary(report: AuditReport) -> str:
     )
 
 
-def _table(sources: list[SourceReport]) -> str:
+def _floor(s) -> str:
+    if s.noise_floor_nats is None:
+        return DASH + " (no placebos)"
+    return f"{s.noise_floor_nats:.3f} ({len(s.placebo_reliance or [])} placebos)"
+
+
+def _interval(src: SourceReport) -> str:
+    if src.reliance_interval is None:
+        return DASH
+    lo, hi = src.reliance_interval
+    return f"[{lo:.2f}, {hi:.2f}]"
+
+
+def _table(sources: list[SourceReport], floor: float | None) -> str:
     rows = "".join(
-        f"<tr><td><code>{escape(src.id)}</code></td><td>{_badge(src.label)}</td>"
+        f"<tr><td><code>{escape(src.id)}</code></td><td>{_badge(src.label)}"
+        f'<div class="reason muted">{escape(src.label_reason or "")}</div></td>'
         f'<td class="num">{_pct(src.attention)}</td><td class="num">{_num(src.reliance, 2)}</td>'
+        f'<td class="num">{_interval(src)}</td><td class="num">{_num(src.reliance_z, 1)}</td>'
+        f'<td class="num">{_num(src.reliance_p, 3)}</td>'
         f'<td class="num">{_num(src.surrogate_weight)}</td><td>{_yes_no(src.answer_changed)}</td>'
         f"<td>{_yes_no(src.cited)}</td></tr>"
         for src in sources
     )
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("id", "label", "attention share", "reliance (nats)", "surrogate weight", "answer changed", "cited")
+        for h in (
+            "id", "label (why)", "attention share", "reliance (nats)", "interval over orders", "z vs placebos",
+            "p vs placebos", "surrogate weight (log-odds)", "answer changed", "cited",
+        )
+    )  # fmt: skip
+    note = (
+        f'<p class="muted">Noise floor {floor:.3f} nats: a reliance whose interval reaches inside ±floor is '
+        "within the noise.</p>"
+        if floor is not None
+        else '<p class="muted">No placebo controls: no noise floor.</p>'
     )
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-    return f"<section><h2>Sources</h2>{table}</section>"
+    return f"<section><h2>Sources</h2>{note}{table}</section>"
+
+
+def _answers(report: AuditReport) -> str:
+    s = report.summary
+    regenerated = [src for src in report.sources if src.answer_without is not None]
+    if s.answer_full is None and not regenerated:
+        return ""
+    counted = "counted" if s.flips_counted else "ignored: the greedy answer is unstable"
+    rows = [("audited response", report.response), ("full context, greedy", s.answer_full)]
+    rows += [(f"without {src.id}", src.answer_without) for src in regenerated]
+    body = "".join(
+        f"<tr><td>{escape(name)}</td><td>{escape(text or DASH)}</td></tr>" for name, text in rows if text is not None
+    )
+    return (
+        f"<section><h2>Regenerated answers</h2><p>Answer span <code>{escape(s.answer_span or '')}</code> · "
+        f"greedy margin {_num(s.greedy_margin_nats, 2)} nats · placebo flip rate {_pct(s.placebo_flip_rate)} · "
+        f"flips {escape(counted)}</p><table><tbody>{body}</tbody></table></section>"
+    )
+
+
+def _controls(report: AuditReport) -> str:
+    c = report.controls
+    lines = "".join(f"<li>{escape(x)}</li>" for x in report.limitations)
+    limits = f'<h3>Limitations</h3><ul class="limitations">{lines}</ul>' if lines else ""
+    if c is None:
+        return f"<section><h2>Controls</h2><p class=\"muted\">Not recorded (schema version 1).</p>{limits}</section>"
+    masks = DASH if c.masks is None else f"{c.masks.count} + {c.masks.held_out} held out; {c.masks.design}"
+    items = [
+        ("seed", str(c.seed)),
+        ("decoding", ", ".join(f"{k} {v}" for k, v in c.decoding.items())),
+        ("masks", masks),
+        ("placebos", f"{c.placebos.get('count')} ({c.placebos.get('generator')}), as {c.placebos.get('inserted_as')}"),
+        ("orders", f"{c.orders.get('count')}: " + "; ".join(" ".join(p) for p in c.orders.get("permutations", []))),
+        ("attention", ", ".join(f"{k} {v}" for k, v in c.attention.items())),
+        ("model weights", c.model_weights),
+        ("faithaudit", c.faithaudit_version),
+        ("request sha256", c.request_sha256),
+    ]
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in items)
+    return f'<section><h2>Controls</h2><table class="controls"><tbody>{rows}</tbody></table>{limits}</section>'
+
 
 
 def _tool_calls(report: AuditReport) -> str:
@@ -168,13 +238,23 @@ def _tool_calls(report: AuditReport) -> str:
     )
 
 
-def _chart(sources: list[SourceReport]) -> str:
-    """Grouped horizontal bars around a shared zero line; each series scaled to its own max |value|."""
+def _reliance_extent(sources: list[SourceReport], floor: float | None) -> float:
+    values = [abs(s.reliance) for s in sources if _finite(s.reliance)]
+    values += [abs(v) for s in sources if s.reliance_interval for v in s.reliance_interval if _finite(v)]
+    return max([*values, floor or 0.0], default=0.0) or 1.0
+
+
+def _chart(sources: list[SourceReport], floor: float | None = None) -> str:
+    """Grouped horizontal bars around a shared zero line; each series scaled to its own max |value|. Reliance
+    bars carry their interval over document orders as an error bar; the shaded band is ±noise floor."""
     width, left, right, top, row, bar = 760, 170, 20, 48, 36, 13
     height = top + row * len(sources) + 40
     att_max = max((abs(s.attention) for s in sources if _finite(s.attention)), default=0.0) or 1.0
-    rel_max = max((abs(s.reliance) for s in sources if _finite(s.reliance)), default=0.0) or 1.0
-    negative = any((s.reliance or 0) < 0 or (s.attention or 0) < 0 for s in sources)
+    rel_max = _reliance_extent(sources, floor)
+    negative = any(
+        (s.reliance or 0) < 0 or (s.attention or 0) < 0 or (s.reliance_interval or (0, 0))[0] < 0 or floor
+        for s in sources
+    )
     plot = width - left - right
     zero = left + plot / 2 if negative else left
     span = plot / 2 if negative else plot
@@ -194,8 +274,16 @@ def _chart(sources: list[SourceReport]) -> str:
         f'<rect x="{left}" y="10" width="12" height="12" fill="{ATTENTION_COLOUR}"/>'
         f'<text x="{left + 18}" y="21">attention share (max {att_max * 100:.1f}%)</text>',
         f'<rect x="{left + 260}" y="10" width="12" height="12" fill="{RELIANCE_COLOUR}"/>'
-        f'<text x="{left + 278}" y="21">reliance (nats, max |{rel_max:.2f}|)</text>',
+        f'<text x="{left + 278}" y="21">reliance (nats, max |{rel_max:.2f}|) with interval</text>',
     ]
+    bottom = top + row * len(sources)
+    if _finite(floor) and floor > 0:
+        band = floor / rel_max * span
+        parts.append(
+            f'<rect class="floor" x="{zero - band:.1f}" y="{top - 6}" width="{2 * band:.1f}" '
+            f'height="{bottom - top + 6}" fill="{FLOOR_COLOUR}" opacity="0.7"><title>noise floor ±{floor:.3f} nats'
+            "</title></rect>"
+        )
     for i, src in enumerate(sources):
         y = top + i * row
         short = src.id if len(src.id) <= 24 else src.id[:23] + "…"
@@ -207,7 +295,14 @@ def _chart(sources: list[SourceReport]) -> str:
         rel = "reliance " + (DASH if src.reliance is None else f"{src.reliance!r} nats")
         parts.append(rect("attention", src.attention, att_max, y, src, att))
         parts.append(rect("reliance", src.reliance, rel_max, y + bar + 1, src, rel))
-    bottom = top + row * len(sources)
+        if src.reliance_interval is not None and all(_finite(v) for v in src.reliance_interval):
+            x1, x2 = (zero + v / rel_max * span for v in src.reliance_interval)
+            mid = y + bar + 1 + bar / 2
+            parts.append(
+                f'<path class="interval" data-source="{escape(src.id)}" d="M{x1:.1f},{mid - 4:.1f}v8M{x1:.1f},'
+                f'{mid:.1f}H{x2:.1f}M{x2:.1f},{mid - 4:.1f}v8" stroke="#111827" fill="none"><title>'
+                f"{escape(src.id)}: interval {_interval(src)} nats</title></path>"
+            )
     parts.append(f'<line x1="{zero:.1f}" y1="{top - 6}" x2="{zero:.1f}" y2="{bottom}" stroke="#374151"/>')
     parts.append(
         f'<text x="{left + plot / 2:.1f}" y="{bottom + 24}" text-anchor="middle" fill="#6b7280">'
@@ -242,10 +337,12 @@ def render_report_html(report: AuditReport, *, title: str | None = None) -> str:
         [
             _header(report, title),
             _summary(report),
-            _table(report.sources),
+            _table(report.sources, report.summary.noise_floor_nats),
+            _answers(report),
             _tool_calls(report),
-            _chart(report.sources),
+            _chart(report.sources, report.summary.noise_floor_nats),
             _texts(report.sources),
+            _controls(report),
             cost_line,
         ]
     )

@@ -31,6 +31,7 @@ class ResponseScore:
     """Teacher-forced scores of one fixed response under one context."""
 
     token_logprobs: np.ndarray  # [response_len] natural-log probabilities, float64
+    margins: np.ndarray | None = None  # [response_len] top-1 minus top-2 log-prob at each position, float64
 
     @property
     def logprob(self) -> float:

@@ -6,11 +6,15 @@ Words are tokens (split on whitespace; markers and chat text survive a round tri
   spread evenly over the response tokens (each token's log-prob is capped at -1e-3);
 - ``answers``: (word, answer) pairs. ``generate`` returns the first answer whose word is in the prompt, else
   ``default_answer``;
-- ``attention``: word -> weight (default 1). A source's attention is the weight of its tokens over the prompt's.
+- ``attention``: word -> weight (default 1). A source's attention is the weight of its tokens over the prompt's;
+- ``margin``: the top-1 minus top-2 log-prob at every response position;
+- ``jitter``: every distinct prompt text moves log p(response) by a fixed pseudo-random amount in [-jitter, jitter]
+  (the decoding noise a small model shows when the context changes in ways that do not matter).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +31,8 @@ class FakeModelAdapter(ChatPromptMixin):
     default_answer: str = "I do not know."
     attention: Mapping[str, float] = field(default_factory=dict)
     base_logprob: float = -20.0
+    margin: float = 5.0  # top-1 minus top-2 log-prob at every response position
+    jitter: float = 0.0  # each distinct prompt moves log p(response) by a fixed pseudo-random amount in +-jitter
     name: str = "fake"
     revision: str = "scripted"
     context_window: int = 4096
@@ -71,12 +77,19 @@ class FakeModelAdapter(ChatPromptMixin):
         prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1) if reuse is not None and probe is None else 0
         self._count(len(ids) - prefix)
         present = self._present(prompt_ids)
-        total = self.base_logprob + sum(v for w, v in self.effects.items() if w in present)
+        total = self.base_logprob + sum(v for w, v in self.effects.items() if w in present) + self._noise(prompt_ids)
         token_lp = np.minimum(np.full(len(response_ids), total / len(response_ids)), -1e-3)
         if probe is not None:
             self._fill_probe(probe, prompt_ids)
         cached = CachedContext(ids=ids, kv=None) if keep_cache else None
-        return ResponseScore(token_logprobs=token_lp.astype(np.float64)), cached
+        margins = np.full(len(response_ids), self.margin, dtype=np.float64)
+        return ResponseScore(token_logprobs=token_lp.astype(np.float64), margins=margins), cached
+
+    def _noise(self, prompt_ids: Sequence[int]) -> float:
+        if not self.jitter:
+            return 0.0
+        digest = hashlib.sha256(self.decode(prompt_ids).encode()).digest()
+        return self.jitter * (int.from_bytes(digest[:4], "big") / 2**32 * 2 - 1)
 
     def _fill_probe(self, probe, prompt_ids: Sequence[int]) -> None:
         weights = np.array([self.attention.get(self._words[i].strip(), 1.0) for i in prompt_ids])

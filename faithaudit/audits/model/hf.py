@@ -35,6 +35,8 @@ class HFModelAdapter(ChatPromptMixin):
         cfg = self.model.config
         self.context_window = int(getattr(cfg, "max_position_embeddings", 2048))
         self.num_layers = int(cfg.num_hidden_layers)
+        self.num_heads = int(getattr(cfg, "num_attention_heads", 0))
+        self.dtype_name = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         self.model.register_forward_pre_hook(self._count, with_kwargs=True)
         stop = {self.tokenizer.eos_token_id}
         for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
@@ -114,11 +116,13 @@ class HFModelAdapter(ChatPromptMixin):
         logprobs = torch.log_softmax(logits, dim=-1)
         targets = torch.tensor(list(response_ids), dtype=torch.long)
         token_lp = logprobs.gather(1, targets[:, None])[:, 0].numpy()  # [resp_len]
+        top2 = logprobs.topk(2, dim=-1).values  # [resp_len, 2]
+        margins = (top2[:, 0] - top2[:, 1]).numpy()  # [resp_len] how far the greedy choice leads
         cached = None
         if keep_cache:
             kv = tuple((layer.keys, layer.values) for layer in out.cache.layers)
             cached = CachedContext(ids=tuple(ids), kv=kv)
-        return ResponseScore(token_logprobs=token_lp), cached
+        return ResponseScore(token_logprobs=token_lp, margins=margins), cached
 
     @torch.inference_mode()
     def generate(

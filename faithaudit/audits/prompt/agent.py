@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.api_schemas.agent import AgentPipeline, AgentTrace, ToolSpec, TraceStep, Turn
-from faithaudit.audits.answers import numbers_lost
 from faithaudit.audits.prompt.layout import BuiltPrompt, Source
 from faithaudit.errors import InvalidRequestError
 
@@ -107,7 +106,36 @@ class AgentLayout:
     trim: TrimRecord | None
     user_template: str
     granularity: Literal["tool_output"] = "tool_output"
-    answers_differ = staticmethod(numbers_lost)
+    turns: tuple[Turn, ...] = ()  # the rendered turns (after trimming), to render variants of the trace
+    trace: AgentTrace | None = None
+    audited: tuple[str, ...] = ()
+
+    reorderable = False  # a trace keeps its causal order
+
+    def _insertion_points(self) -> list[int]:
+        """Where a placebo step may go: before any assistant turn that calls tools, or after the last turn."""
+        return [k for k, t in enumerate(self.turns) if t.role == "assistant" and t.calls] + [len(self.turns)]
+
+    @property
+    def insertion_slots(self) -> int:
+        return len(self._insertion_points()) - 1
+
+    def inserted(self, position: int, source_id: str, text: str, model: TextAdapter) -> BuiltPrompt:
+        """The full prompt with a ``noop`` tool call whose output is ``text`` (a placebo step) at insertion point
+        ``position``; the trace's other turns, as trimmed, stay as they are."""
+        if self.trace is None:
+            raise ValueError("this layout was not rendered from a trace")
+        k = self._insertion_points()[position]
+        call = Turn(role="assistant", calls=(source_id,), origin="placebo")
+        output = Turn(role="tool", step=source_id, origin="placebo")
+        step = TraceStep(id=source_id, tool="noop", arguments={}, output=text, counterfactual=None, origin="placebo")
+        trace = replace(self.trace, steps=self.trace.steps + (step,))
+        turns = self.turns[:k] + (call, output) + self.turns[k:]
+        return _render(turns, trace, self.audited, model, self.user_template).build()
+
+    def permuted(self, order: Sequence[int]) -> AgentLayout | None:
+        """A trace keeps its causal order: there is no other order to measure."""
+        return None
 
     @property
     def num_sources(self) -> int:
@@ -229,14 +257,7 @@ def build_agent_layout(request: AuditRequest, model: TextAdapter, *, response_le
         dropped_turns=tuple(dropped_turns),
         dropped_steps=tuple(dropped_steps),
     )
-    return AgentLayout(
-        sources=layout.sources,
-        messages=layout.messages,
-        tail=layout.tail,
-        steps=layout.steps,
-        trim=record,
-        user_template=layout.user_template,
-    )
+    return replace(layout, trim=record)
 
 
 def _oldest_droppable(
@@ -321,6 +342,9 @@ def _render(
         steps=tuple(steps[sid] for sid in present),
         trim=None,
         user_template=query,
+        turns=tuple(turns),
+        trace=trace,
+        audited=tuple(audited),
     )
 
 

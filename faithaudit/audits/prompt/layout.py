@@ -11,7 +11,7 @@ lets scoring reuse the KV cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -48,11 +48,27 @@ class SourceLayout(Protocol):
     granularity: Literal["document", "sentence", "tool_output"]
     steps: tuple[TraceStep, ...]  # agent traces: every step left in the trace; () for documents
     trim: TrimRecord | None  # agent traces: what trimming dropped
-    # answers_differ(response, query, regenerated, reference): does a regenerated answer lose the audited one?
-    answers_differ: Callable[..., bool]
 
     @property
     def num_sources(self) -> int: ...
+
+    @property
+    def insertion_slots(self) -> int:
+        """A placebo may be inserted at positions 0..insertion_slots."""
+        ...
+
+    @property
+    def reorderable(self) -> bool:
+        """The sources can be shown in another order (``permuted``)."""
+        ...
+
+    def inserted(self, position: int, source_id: str, text: str, model: TextAdapter) -> BuiltPrompt:
+        """The full prompt with one more source (a placebo) at ``position``."""
+        ...
+
+    def permuted(self, order: Sequence[int]) -> SourceLayout | None:
+        """The same sources in another order (None where the order is causal and cannot change)."""
+        ...
 
     def build(
         self, keep: Sequence[bool] | None = None, *, replace: Mapping[int, Sequence[int]] | None = None

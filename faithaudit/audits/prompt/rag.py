@@ -14,11 +14,10 @@ too. Nothing is renumbered.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from faithaudit.api_schemas import AuditRequest
-from faithaudit.audits.answers import texts_differ
 from faithaudit.audits.prompt.layout import BuiltPrompt, Source
 from faithaudit.audits.prompt.sentences import split_sentences
 from faithaudit.errors import InvalidRequestError
@@ -53,7 +52,41 @@ class RagLayout:
     granularity: Literal["document", "sentence"] = "document"
     steps: tuple[TraceStep, ...] = ()
     trim: TrimRecord | None = None
-    answers_differ = staticmethod(texts_differ)
+    document_template: str = "{text}"
+    document_ids: tuple[str, ...] = ()  # one per block, in prompt order
+
+    @property
+    def reorderable(self) -> bool:
+        return len(self.blocks) >= 2
+
+    @property
+    def insertion_slots(self) -> int:
+        """A placebo document may go before any document or after the last: positions 0..len(documents)."""
+        return len(self.blocks)
+
+    def inserted(self, position: int, source_id: str, text: str, model: TextAdapter) -> BuiltPrompt:
+        """The full prompt with one more document (``text``, wrapped like the others) before document
+        ``position``; the new source has index ``num_sources``."""
+        before, after = self.document_template.split("{text}")
+        block = _Block(
+            before=tuple(model.encode(before.replace("{id}", source_id))),
+            units=((self.num_sources, tuple(model.encode(text))),),
+            after=tuple(model.encode(after.replace("{id}", source_id))),
+        )
+        blocks = self.blocks[:position] + (block,) + self.blocks[position:]
+        extra = Source(index=self.num_sources, id=source_id, kind="document", document_id=source_id, text=text)
+        return replace(self, sources=self.sources + (extra,), blocks=blocks).build()
+
+    def permuted(self, order: Sequence[int]) -> RagLayout | None:
+        """The same sources with the documents in ``order`` (indices into the current order). Source indices
+        do not change, so keep-masks mean the same sources in every order."""
+        if sorted(order) != list(range(len(self.blocks))):
+            raise ValueError(f"order {list(order)} is not a permutation of {len(self.blocks)} documents")
+        return replace(
+            self,
+            blocks=tuple(self.blocks[k] for k in order),
+            document_ids=tuple(self.document_ids[k] for k in order),
+        )
 
     @property
     def num_sources(self) -> int:
@@ -131,4 +164,6 @@ def build_layout(request: AuditRequest, model: TextAdapter) -> RagLayout:
         tail=tuple(model.encode(tail_text)),
         user_template=spec.template.replace("{query}", request.query),
         granularity=request.audit.granularity,
+        document_template=spec.document_template,
+        document_ids=tuple(doc.id for doc in request.pipeline.documents),
     )

@@ -8,6 +8,7 @@ from faithaudit.audits.context import Findings
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.prompt.layout import SourceLayout
 from faithaudit.audits.report.citations import cited_documents
+from faithaudit.audits.report.controls import build_controls, limitations
 from faithaudit.audits.report.gate import evaluate_gate
 from faithaudit.audits.report.reading import agent_reading
 from faithaudit.audits.report.sources import source_reports
@@ -43,6 +44,8 @@ def build_report(
         gate=evaluate_gate(request.thresholds, summary, methods=request.audit.methods),
         cost=cost,
         agent=agent_report(layout, [s.reading or "" for s in sources]) if layout.steps else None,
+        controls=build_controls(request, model, layout, found),
+        limitations=limitations(request, model, layout, found),
     )
 
 

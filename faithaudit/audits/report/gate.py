@@ -12,47 +12,33 @@ def evaluate_gate(thresholds: Thresholds | None, summary: Summary, *, methods: C
         return GateResult(passed=True, failures=[])
     failures: list[GateFailure] = []
 
-    def at_least(name: str, limit: float | None, measured: float | None, what: str) -> None:
+    def check(name: str, limit: float | None, measured: float | None, what: str, *, most: bool = False) -> None:
         if limit is None:
             return
         if measured is None:
             failures.append(GateFailure(threshold=name, limit=limit, measured=None, message=f"{what} not measured"))
-        elif measured < limit:
-            failures.append(
-                GateFailure(
-                    threshold=name, limit=limit, measured=measured, message=f"{what} {measured:.3g} < {limit:g}"
-                )
-            )
+        elif (measured > limit) if most else (measured < limit):
+            sign = ">" if most else "<"
+            message = f"{what} {measured:.3g} {sign} {limit:g}"
+            failures.append(GateFailure(threshold=name, limit=limit, measured=measured, message=message))
 
-    at_least("min_context_reliance", thresholds.min_context_reliance, summary.context_reliance, "context_reliance")
-    at_least(
-        "min_faithfulness_score", thresholds.min_faithfulness_score, summary.faithfulness_score, "faithfulness_score"
-    )
-    at_least(
-        "min_citation_precision",
-        thresholds.min_citation_precision,
-        summary.citation_precision,
-        "citation_precision",
-    )
-    limit = thresholds.max_attended_not_relied
+    t = thresholds
+    check("min_context_reliance", t.min_context_reliance, summary.context_reliance, "context_reliance")
+    check("min_context_token_share", t.min_context_token_share, summary.context_token_share, "context_token_share")
+    check("min_citation_precision", t.min_citation_precision, summary.citation_precision, "citation_precision")
+    floor = summary.noise_floor_nats
+    check("max_noise_floor_nats", t.max_noise_floor_nats, floor, "noise_floor_nats", most=True)
+    limit = t.max_attended_not_relied
     if limit is not None:
-        count = summary.label_counts.get("attended_not_relied", 0)
         if not {"attention", "leave_one_out"} <= set(methods):
+            message = "labels not measured (needs attention and leave_one_out)"
             failures.append(
-                GateFailure(
-                    threshold="max_attended_not_relied",
-                    limit=limit,
-                    measured=None,
-                    message="labels not measured (needs attention and leave_one_out)",
-                )
+                GateFailure(threshold="max_attended_not_relied", limit=limit, measured=None, message=message)
             )
-        elif count > limit:
-            failures.append(
-                GateFailure(
-                    threshold="max_attended_not_relied",
-                    limit=limit,
-                    measured=count,
-                    message=f"{count} sources attended but not relied on > {limit}",
-                )
-            )
+        else:
+            count = summary.label_counts.get("attended_not_relied", 0)
+            message = f"{count} sources attended but not relied on > {limit}"
+            check("max_attended_not_relied", limit, count, "attended_not_relied", most=True)
+            if failures and failures[-1].threshold == "max_attended_not_relied":
+                failures[-1] = failures[-1].model_copy(update={"message": message})
     return GateResult(passed=not failures, failures=failures)

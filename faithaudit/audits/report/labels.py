@@ -1,42 +1,70 @@
-"""Label each source from its measured reliance and attention share (rules documented in the README).
+"""Label each source from its reliance interval against the noise floor, and say why (rules in the README).
 
-Attention labels win over reliance labels:
-  attended_not_relied   attention >= attended_factor / n  and |reliance| < supporting
-  relied_not_attended   reliance >= supporting            and attention < not_attended_factor / n
-  decisive              reliance >= decisive, or removing it changes the greedy answer (unless reliance is
-                        at or below distracting: a flip of the greedy path does not outweigh a measured gain)
-  supporting            supporting <= reliance < decisive
-  distracting           reliance <= distracting
-  unused                otherwise
+With ``lo, hi`` the reliance interval (over document orders; reliance +- floor for a trace or one order) and
+``floor`` the placebo noise floor (0 without placebos):
+
+  decisive              lo >= max(decisive, floor), or a counted answer flip and lo > floor
+  attended_not_relied   attention >= attended_factor / n and the source is not supporting, distracting or decisive
+  relied_not_attended   supporting, but attention < not_attended_factor / n
+  supporting            lo >= max(supporting, floor)
+  distracting           hi <= min(distracting, -floor)
+  within_noise          otherwise
+
+Attention labels never override ``decisive``. A flip counts only when the greedy answer is stable (``flips``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from faithaudit.api_schemas import LabelThresholds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str | None
+    reason: str | None
 
 
 def label_source(
     *,
     reliance: float | None,
+    interval: tuple[float, float] | None,
+    floor: float,
     attention: float | None,
-    answer_changed: bool | None,
+    flip_counted: bool,
     num_sources: int,
     rules: LabelThresholds,
-) -> str | None:
+) -> Verdict:
     if reliance is None:
-        return None
+        return Verdict(None, None)
+    lo, hi = interval if interval is not None else (reliance, reliance)
+    span = f"reliance {reliance:+.2f} nats, interval [{lo:+.2f}, {hi:+.2f}], noise floor {floor:.2f}"
+    if lo >= max(rules.decisive, floor):
+        return Verdict("decisive", f"{span}: the whole interval is above max({rules.decisive:g}, floor)")
+    if flip_counted and lo > floor:
+        return Verdict("decisive", f"{span}: the answer loses its answer span without it, and the interval is above")
+    measured = _by_reliance(lo, hi, floor, rules)
     if attention is not None:
-        if attention >= rules.attended_factor / num_sources and abs(reliance) < rules.supporting:
-            return "attended_not_relied"
-        if reliance >= rules.supporting and attention < rules.not_attended_factor / num_sources:
-            return "relied_not_attended"
-    if reliance >= rules.decisive or (answer_changed and reliance > rules.distracting):
-        return "decisive"
-    if reliance >= rules.supporting:
+        many, few = rules.attended_factor / num_sources, rules.not_attended_factor / num_sources
+        if measured == "within_noise" and attention >= many:
+            return Verdict("attended_not_relied", f"{span}, attention {attention:.2f} >= {many:.2f}: read, not used")
+        if measured == "supporting" and attention < few:
+            return Verdict("relied_not_attended", f"{span}, attention {attention:.2f} < {few:.2f}: used, barely read")
+    reasons = {
+        "supporting": f"the whole interval is above max({rules.supporting:g}, floor)",
+        "distracting": f"the whole interval is below min({rules.distracting:g}, -floor)",
+        "within_noise": "the interval reaches into the noise",
+    }
+    return Verdict(measured, f"{span}: {reasons[measured]}")
+
+
+def _by_reliance(lo: float, hi: float, floor: float, rules: LabelThresholds) -> str:
+    if lo >= max(rules.supporting, floor):
         return "supporting"
-    if reliance <= rules.distracting:
+    if hi <= min(rules.distracting, -floor):
         return "distracting"
-    return "unused"
+    return "within_noise"
 
 
 def ranks_descending(values: list[float | None]) -> list[int | None]:

@@ -11,6 +11,7 @@ _VERBS = {
     "distracting": "{id} pulls the answer away",
     "attended_not_relied": "{id} was read but not used",
     "relied_not_attended": "the answer depends on {id} though it got little attention",
+    "within_noise": "{id} moved the answer no more than noise",
     "unused": "{id} was ignored",
 }
 

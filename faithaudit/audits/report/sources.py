@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from faithaudit.api_schemas import SourceReport
 from faithaudit.api_schemas.request import LabelThresholds
 from faithaudit.audits.context import Findings
+from faithaudit.audits.noise import NoiseFloor, floor_intervals, order_intervals
 from faithaudit.audits.prompt.layout import Source, SourceLayout
 from faithaudit.audits.report.labels import label_source, ranks_descending
 from faithaudit.audits.report.reading import copies, source_reading
@@ -22,6 +25,25 @@ def preview(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The noise floor (0 without placebos) and each source's reliance interval."""
+
+    floor: float
+    noise: NoiseFloor | None
+    intervals: list[tuple[float, float]] | None
+
+    @classmethod
+    def of(cls, found: Findings) -> Calibration:
+        noise = found.placebos.noise if found.placebos is not None else None
+        floor = noise.floor if noise is not None else 0.0
+        if found.reliance is None:
+            return cls(floor, noise, None)
+        if found.orders is not None:
+            return cls(floor, noise, order_intervals(found.orders.reliance))
+        return cls(floor, noise, floor_intervals(found.reliance, floor))
+
+
 def source_reports(
     layout: SourceLayout,
     base: BaseRun,
@@ -32,25 +54,35 @@ def source_reports(
     cited_docs: set[str],
 ) -> list[SourceReport]:
     n = layout.num_sources
+    cal = Calibration.of(found)
     rel = [None if found.reliance is None else float(found.reliance[i]) for i in range(n)]
     att = [None if found.attention is None else float(found.attention.share[i]) for i in range(n)]
     rel_ranks, att_ranks = ranks_descending(rel), ranks_descending(att)
+    counted = found.flip_check is not None and found.flip_check.counted
     steps = {s.id: s for s in layout.steps}
     out = []
     for i, src in enumerate(layout.sources):
         flip = found.flips.get(i)
+        interval = None if cal.intervals is None else cal.intervals[i]
+        verdict = label_source(
+            reliance=rel[i],
+            interval=interval,
+            floor=cal.floor,
+            attention=att[i],
+            flip_counted=counted and flip is not None and flip.changed,
+            num_sources=n,
+            rules=rules,
+        )
         report = _measured(src, base, found, i, reliance=rel[i], attention=att[i]).model_copy(
             update={
                 "attention_rank": att_ranks[i],
                 "reliance_rank": rel_ranks[i],
+                "reliance_interval": None if interval is None else (rounded(interval[0]), rounded(interval[1])),
+                "reliance_z": None if cal.noise is None or rel[i] is None else rounded(cal.noise.z(rel[i])),
+                "reliance_p": None if cal.noise is None or rel[i] is None else rounded(cal.noise.p(rel[i])),
                 "cited": src.document_id in cited_docs,
-                "label": label_source(
-                    reliance=rel[i],
-                    attention=att[i],
-                    answer_changed=None if flip is None else flip.changed,
-                    num_sources=n,
-                    rules=rules,
-                ),
+                "label": verdict.label,
+                "label_reason": verdict.reason,
             }
         )
         if src.id in steps:

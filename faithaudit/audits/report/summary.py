@@ -7,6 +7,7 @@ import numpy as np
 from faithaudit.api_schemas import SourceReport, Summary
 from faithaudit.api_schemas.request import AuditRequest, LabelThresholds
 from faithaudit.audits.context import Findings
+from faithaudit.audits.noise import top1_stability
 from faithaudit.audits.reliance import spearman
 from faithaudit.audits.report.sources import rounded
 from faithaudit.audits.scoring import BaseRun
@@ -23,16 +24,17 @@ def summarise(
 ) -> Summary:
     rules = request.audit.labels
     none = found.no_context
-    context_reliance = faithfulness = parametric = None
+    floor = None if found.placebos is None else found.placebos.noise.floor
+    context_reliance = token_share = parametric = None
     if none is not None:
         context_reliance = base.score.logprob - none.logprob
-        parametric = context_reliance < rules.parametric_context_reliance
+        parametric = context_reliance < max(rules.parametric_context_reliance, floor or 0.0)
         gains = base.score.token_logprobs - none.token_logprobs
-        faithfulness = float(np.mean(gains >= rules.faithfulness_token_delta))
+        token_share = float(np.mean(gains >= rules.faithfulness_token_delta))
     agreement, top1 = _agreement(sources)
     precision, recall = _citations(sources, cited_docs, rules)
     labels = [s.label for s in sources if s.label is not None]
-    fit = found.surrogate
+    fit, check = found.surrogate, found.flip_check
     return Summary(
         num_sources=len(sources),
         response_tokens=response_tokens,
@@ -42,7 +44,16 @@ def summarise(
         parametric=parametric,
         attention_reliance_spearman=rounded(agreement),
         top1_agreement=top1,
-        faithfulness_score=rounded(faithfulness),
+        context_token_share=rounded(token_share),
+        noise_floor_nats=rounded(floor),
+        placebo_reliance=None
+        if found.placebos is None
+        else [rounded(v) for v in found.placebos.noise.placebo_reliance],
+        order_top1_stability=None if found.orders is None else rounded(top1_stability(found.orders.reliance)),
+        answer_span=None if check is None else " ".join(check.answer_span),
+        greedy_margin_nats=None if check is None else rounded(check.margin),
+        placebo_flip_rate=None if check is None else rounded(check.placebo_flip_rate),
+        flips_counted=None if check is None else check.counted,
         surrogate_lds=None if fit is None else rounded(fit.lds),
         surrogate_bias=None if fit is None else rounded(fit.bias),
         citation_precision=rounded(precision),
@@ -73,8 +84,7 @@ def _citations(
         return None, None
     relied_docs = {s.document_id for s in sources if s.reliance >= rules.supporting}
     precision = len(cited_docs & relied_docs) / len(cited_docs)
-    # Decisive by measurement, whatever label the attention rules gave the source.
-    decisive_docs = {s.document_id for s in sources if s.reliance >= rules.decisive or s.answer_changed}
+    decisive_docs = {s.document_id for s in sources if s.label == "decisive"}
     recall = len(decisive_docs & cited_docs) / len(decisive_docs) if decisive_docs else None
     return precision, recall
 
@@ -106,4 +116,7 @@ def flags(
     fit = found.surrogate
     if fit is not None and (fit.lds is None or fit.lds < rules.surrogate_lds_floor):
         out.append("low_surrogate_fit: the linear surrogate predicts held-out ablations poorly")
+    check = found.flip_check
+    if check is not None and not check.counted:
+        out.append("unstable_greedy_answer: answer flips are decoding noise here and set no label")
     return out

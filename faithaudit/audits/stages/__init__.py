@@ -2,9 +2,10 @@
 
     attention     the full-context pass reads attention (no extra pass)
     removal       leave_one_out, no_context
+    controls      orders (document permutations), placebos (the noise floor)
     ablation      context_ablation: random keep-masks and the linear surrogate
     flips         answer_flip: regenerate without the most relied-on sources
     tools         tool_unavailable, tool_counterfactual, policy_replay (agent traces)
 """
 
-from faithaudit.audits.stages import ablation, attention, flips, removal, tools  # noqa: F401
+from faithaudit.audits.stages import ablation, attention, controls, flips, removal, tools  # noqa: F401

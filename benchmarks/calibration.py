@@ -1,0 +1,212 @@
+"""Do the calibrated labels survive noise? Label accuracy of the default audit on many cases, committed results.
+
+    PYTHONPATH=. python benchmarks/calibration.py --part fictional --cases 24 \\
+        --json benchmarks/results/calibration_fictional.json
+    PYTHONPATH=. python benchmarks/calibration.py --part hotpotqa --cases 20 \\
+        --json benchmarks/results/calibration_hotpotqa.json
+    PYTHONPATH=. python benchmarks/calibration.py --part musique --cases 20 \\
+        --json benchmarks/results/calibration_musique.json
+
+Parts:
+- ``fictional``: an invented fact (a capital, a founder, a river, an author; names drawn from a seeded syllable
+  generator, so the model cannot know them) in one document, beside 3 neutral paragraphs taken from HotpotQA
+  distractors (a source disjoint from the placebo bank), in a seeded order. Acceptance: the answer-bearing
+  document is ``decisive`` in >= 95% of cases, and neutral documents are labelled neither ``decisive`` nor
+  ``distracting`` in >= 95% of them.
+- ``hotpotqa`` / ``musique``: the dataset's paragraphs (at most 10, gold kept), the gold answer as the response.
+  Acceptance: ``decisive`` labels hit gold paragraphs with precision >= 0.9, and a gold paragraph is decisive in
+  >= 80% of cases (a rule that labels nothing fails the second).
+
+Every case runs the default audit's label-relevant stages: attention, leave-one-out, no-context, 16 placebos, 3
+document orders and answer flips (the surrogate does not set labels, so context ablation is left out to save
+time). Per-case rows go to ``<json>l`` (``--resume`` continues), the summary to ``<json>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from compare_contextcite import default_data_dir, load_cases  # noqa: E402
+
+from faithaudit.api_schemas import AuditRequest  # noqa: E402
+
+METHODS = ["attention", "leave_one_out", "no_context"]
+ONSETS = ["Vel", "Tar", "Quen", "Mor", "Zan", "Oss", "Bril", "Dov", "Kesh", "Lum", "Prax", "Ulm", "Yor", "Grav"]
+CODAS = ["mora", "squin", "dell", "varo", "thane", "ric", "lowe", "mundt", "bery", "ssik", "quay", "ondo"]
+TEMPLATES = [
+    ("What is the capital of {a}?", "{a} is a small island nation in the {b} Sea. Its capital is the harbour town "
+     "of {c}, founded by salt traders.", "The capital of {a} is {c}."),
+    ("Who founded the company {a}?", "{a} is a maker of copper kettles. It was founded by the engineer {c} {b} in a "
+     "small workshop by the river.", "{a} was founded by {c} {b}."),
+    ("Which river flows through the town of {a}?", "The town of {a} lies on the banks of the river {c}, which floods "
+     "its lower streets every spring near the {b} bridge.", "The river {c} flows through {a}."),
+    ("Who wrote the novel The {a} Letters?", "The novel The {a} Letters was written by {c} {b}, a former teacher, "
+     "and became popular among sailors.", "The {a} Letters was written by {c} {b}."),
+]  # fmt: skip
+
+
+def _name(rng: np.random.Generator) -> str:
+    return str(rng.choice(ONSETS)) + str(rng.choice(CODAS))
+
+
+def neutral_paragraphs(data_dir: Path) -> list[str]:
+    """HotpotQA distractor paragraphs (never a gold paragraph), 200-600 characters, de-duplicated."""
+    out: dict[str, None] = {}
+    with (data_dir / "hotpotqa_dev_distractor.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            gold = set(r["gold_document_ids"])
+            for d in r["documents"]:
+                text = " ".join(d["text"].split())
+                if d["id"] not in gold and 200 <= len(text) <= 600:
+                    out[text] = None
+    return list(out)
+
+
+def fictional_cases(count: int, data_dir: Path, *, seed: int = 11) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    pool = neutral_paragraphs(data_dir)
+    cases = []
+    for k in range(count):
+        query, fact, response = TEMPLATES[k % len(TEMPLATES)]
+        a, b, c = _name(rng), _name(rng), _name(rng)
+        neutral = [pool[int(i)] for i in rng.choice(len(pool), size=3, replace=False)]
+        docs = [("fact", fact.format(a=a, b=b, c=c))] + [(f"n{j}", t) for j, t in enumerate(neutral)]
+        order = rng.permutation(len(docs))
+        cases.append(
+            {
+                "id": f"fictional-{k}",
+                "query": query.format(a=a, b=b, c=c),
+                "response": response.format(a=a, b=b, c=c),
+                "documents": [docs[int(i)] for i in order],
+                "gold": ["fact"],
+            }
+        )
+    return cases
+
+
+def dataset_cases(dataset: str, count: int, data_dir: Path) -> list[dict]:
+    out = []
+    for case in load_cases(dataset, data_dir, count, 10):
+        docs = [(f"p{i}", t) for i, t in enumerate(case.paragraphs)]
+        out.append(
+            {"id": case.id, "query": case.question, "response": case.answer, "documents": docs,
+             "gold": [f"p{i}" for i in case.gold]}
+        )  # fmt: skip
+    return out
+
+
+def request(case: dict) -> AuditRequest:
+    return AuditRequest.model_validate(
+        {
+            "query": case["query"],
+            "response": case["response"],
+            "pipeline": {"kind": "rag", "documents": [{"id": i, "text": t} for i, t in case["documents"]]},
+            "audit": {"methods": METHODS},
+        }
+    )
+
+
+def run_case(case: dict, model) -> dict:
+    from faithaudit.audits.run import run_audit
+
+    t0 = time.perf_counter()
+    report = run_audit(request(case), model)
+    s = report.summary
+    return {
+        "id": case["id"],
+        "gold": case["gold"],
+        "labels": {src.id: src.label for src in report.sources},
+        "reliance": {src.id: src.reliance for src in report.sources},
+        "interval": {src.id: src.reliance_interval for src in report.sources},
+        "noise_floor_nats": s.noise_floor_nats,
+        "order_top1_stability": s.order_top1_stability,
+        "greedy_margin_nats": s.greedy_margin_nats,
+        "placebo_flip_rate": s.placebo_flip_rate,
+        "flips_counted": s.flips_counted,
+        "forward_passes": report.cost.forward_passes,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def summarise(part: str, rows: list[dict]) -> dict:
+    floors = [r["noise_floor_nats"] for r in rows]
+    common = {
+        "part": part,
+        "cases": len(rows),
+        "noise_floor_nats_median": float(np.median(floors)) if floors else None,
+        "flips_counted_share": float(np.mean([bool(r["flips_counted"]) for r in rows])) if rows else None,
+        "seconds_median": float(np.median([r["seconds"] for r in rows])) if rows else None,
+    }
+    if part == "fictional":
+        answer = [r["labels"]["fact"] == "decisive" for r in rows]
+        neutral = [lab not in ("decisive", "distracting") for r in rows for sid, lab in r["labels"].items()
+                   if sid != "fact"]  # fmt: skip
+        return common | {
+            "answer_decisive_share": float(np.mean(answer)),
+            "neutral_sources": len(neutral),
+            "neutral_neither_decisive_nor_distracting_share": float(np.mean(neutral)),
+            "accepted": bool(np.mean(answer) >= 0.95 and np.mean(neutral) >= 0.95),
+        }
+    decisive = [(sid in r["gold"]) for r in rows for sid, lab in r["labels"].items() if lab == "decisive"]
+    hit = [any(r["labels"][g] == "decisive" for g in r["gold"]) for r in rows]
+    precision = float(np.mean(decisive)) if decisive else None
+    return common | {
+        "decisive_labels": len(decisive),
+        "decisive_precision_on_gold": precision,
+        "cases_with_a_decisive_gold_share": float(np.mean(hit)),
+        "accepted": bool(precision is not None and precision >= 0.9 and np.mean(hit) >= 0.8),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=["fictional", "hotpotqa", "musique"], required=True)
+    ap.add_argument("--cases", type=int, default=20)
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    rows_path = args.json.with_suffix(".jsonl")
+    rows = [json.loads(x) for x in rows_path.read_text().splitlines()] if rows_path.exists() else []
+    if not args.resume and not args.summary_only:
+        rows = []
+        rows_path.write_text("")
+    if not args.summary_only:
+        from faithaudit.audits.model.registry import load_adapter
+        from faithaudit.config import get_settings
+
+        data_dir = default_data_dir()
+        cases = (
+            fictional_cases(args.cases, data_dir)
+            if args.part == "fictional"
+            else dataset_cases(args.part, args.cases, data_dir)
+        )
+        model = load_adapter(get_settings().default_model, cache_dir=get_settings().cache_dir, threads=args.threads)
+        done = {r["id"] for r in rows}
+        for case in cases:
+            if case["id"] in done:
+                continue
+            row = run_case(case, model)
+            rows.append(row)
+            with rows_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"{row['id']}: {row['labels']} floor {row['noise_floor_nats']} ({row['seconds']} s)", flush=True)
+    summary = summarise(args.part, rows) | {"command": " ".join(["benchmarks/calibration.py", *(argv or sys.argv[1:])])}
+    args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""``report.controls`` (what every figure was measured against) and ``report.limitations`` (plain sentences)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib.metadata import PackageNotFoundError, version
+
+from faithaudit.api_schemas import AuditRequest, Controls
+from faithaudit.api_schemas.report import MaskControls
+from faithaudit.audits import interventions
+from faithaudit.audits.ablation import AdaptivePolicy
+from faithaudit.audits.context import Findings
+from faithaudit.audits.model.adapter import ModelAdapter
+from faithaudit.audits.placebos import PLACEBO_SEED_OFFSET
+from faithaudit.audits.prompt.layout import SourceLayout
+
+_QUANT = re.compile(r"\.(Q\d+_[A-Z0-9_]+|F16|BF16|F32)\.gguf$", re.IGNORECASE)
+
+
+def request_sha256(request: AuditRequest) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def model_weights(model: ModelAdapter) -> str:
+    dtype = getattr(model, "dtype_name", "float32")
+    revision = model.revision
+    if ".gguf" in revision or revision.startswith("gguf:"):
+        quant = _QUANT.search(revision)
+        stored = f"GGUF {quant.group(1).upper()} quantised" if quant else "GGUF"
+        return f"{stored} weights dequantized to {dtype}; log-probs in float64"
+    return f"{dtype} weights; log-probs in float64"
+
+
+def faithaudit_version() -> str:
+    try:
+        return version("faithaudit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLayout, found: Findings) -> Controls:
+    opts = request.audit
+    check = found.flip_check
+    return Controls(
+        seed=opts.seed,
+        decoding={
+            "strategy": "greedy",
+            "max_new_tokens": request.model.max_new_tokens,
+            "flip_max_new_tokens": None if check is None else check.max_new_tokens,
+            "flip_rule": "a regenerated answer flips when it loses a word of the answer span",
+        },
+        masks=_masks(request) if found.surrogate is not None else None,
+        placebos={
+            "count": 0 if found.placebos is None else len(found.placebos.texts),
+            "generator": "neutral English filler sentences, length-matched to a seeded real source, no word shared "
+            "with the query",
+            "seed": opts.seed + PLACEBO_SEED_OFFSET,
+            "positions": [] if found.placebos is None else list(found.placebos.positions),
+            "inserted_as": "a noop tool step" if layout.steps else "a document",
+        },
+        orders={
+            "count": 1 if found.orders is None else len(found.orders.permutations),
+            "permutations": [] if found.orders is None else [list(p) for p in found.orders.permutations],
+            "causal": not layout.reorderable,
+        },
+        attention={
+            "layers": model.num_layers,
+            "heads": getattr(model, "num_heads", None),
+            "averaged_over": "all layers and heads, the response rows",
+        },
+        model_weights=model_weights(model),
+        faithaudit_version=faithaudit_version(),
+        request_sha256=request_sha256(request),
+    )
+
+
+def _masks(request: AuditRequest) -> MaskControls:
+    opts = request.audit
+    adaptive = opts.num_ablations is None
+    return MaskControls(
+        count=opts.num_ablations,
+        held_out=0 if adaptive else interventions.held_out_count(opts.num_ablations),
+        design=(
+            f"adaptive: batches up to {AdaptivePolicy().max_masks} masks, stopping once the fit is stable"
+            if adaptive
+            else "independent Bernoulli(keep_probability) per source, seeded; held-out masks from seed + "
+            f"{interventions.HELD_OUT_SEED_OFFSET}"
+        ),
+        keep_probability=opts.keep_probability,
+        lasso_alpha=opts.lasso_alpha,
+    )
+
+
+def limitations(request: AuditRequest, model: ModelAdapter, layout: SourceLayout, found: Findings) -> list[str]:
+    out = []
+    production = request.model.production_model
+    if production is not None and production != model.name:
+        out.append(
+            f"The local model {model.name} is a proxy for {production}: reliance and attention are the proxy's; a "
+            "source the production model relies on may differ."
+        )
+    check = found.flip_check
+    if check is not None and not check.counted:
+        why = _why_unstable(check, request.audit.labels.min_greedy_margin)
+        out.append(f"The greedy answer is unstable ({why}): answer flips are ignored.")
+    if found.placebos is None:
+        out.append("No placebo controls: there is no noise floor, and labels use the fixed thresholds alone.")
+    if found.orders is None and layout.reorderable and request.audit.orders <= 1:
+        out.append("One document order only: intervals are reliance +- the noise floor.")
+    if not layout.reorderable and layout.steps:
+        out.append("A trace keeps its causal order: intervals are reliance +- the noise floor.")
+    if any(not s.text.isascii() for s in layout.sources):
+        out.append("Placebos are English filler; sources in another language may make the noise floor too low.")
+    return out
+
+
+def _why_unstable(check, min_margin: float) -> str:
+    if not check.answer_span:
+        return "the response adds no word to the query"
+    if check.margin is None:
+        return "no greedy margin was measured over the answer span"
+    if check.margin < min_margin:
+        return f"greedy margin {check.margin:.2f} nats < {min_margin:g}"
+    return f"{check.placebo_flip_rate:.0%} of placebo insertions flip it"

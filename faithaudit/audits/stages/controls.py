@@ -1,0 +1,69 @@
+"""Controls that measure the audit's own error.
+
+``placebos``: neutral, length-matched filler sources (``audits.placebos``) inserted one at a time at seeded
+positions; each one's reliance is log p(resp | with it) - log p(resp | without it). Their spread is the noise
+floor every real source is judged against. Each prompt reuses the full context's KV cache up to the insertion.
+
+``orders``: extra seeded permutations of the documents, each re-scoring the full context and leave-one-out, so
+that every reliance gets an interval over the orders. A trace keeps its causal order and is not permuted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from faithaudit.audits import interventions
+from faithaudit.audits.context import Findings, Orders, Placebos, StageContext
+from faithaudit.audits.noise import NoiseFloor, seeded_orders
+from faithaudit.audits.placebos import placebo_prompts
+from faithaudit.audits.plan import register_stage
+from faithaudit.audits.scoring import logprobs, score_full_context, score_masks, score_pairs
+
+
+@register_stage("placebos", passes=lambda o, n: o.placebos, order=25, selects=lambda o: o.placebos > 0)
+def placebos(ctx: StageContext, found: Findings) -> Findings:
+    opts = ctx.options
+    items, prompts = placebo_prompts(ctx.layout, ctx.model, ctx.request.query, opts.placebos, seed=opts.seed)
+    pairs = [(ids, ctx.response_ids) for ids in prompts]
+    scores = score_pairs(ctx.model, pairs, base=ctx.base, on_each=ctx.progress.ticker("placebos"))
+    reliance = logprobs(scores) - ctx.base.score.logprob
+    found_placebos = Placebos(
+        texts=tuple(p.text for p in items),
+        positions=tuple(p.position for p in items),
+        prompts=tuple(prompts),
+        noise=NoiseFloor.of(reliance),
+    )
+    return replace(found, placebos=found_placebos)
+
+
+def planned_order_passes(options, num_sources: int) -> int:
+    return (options.orders - 1) * (num_sources + 1)
+
+
+@register_stage(
+    "orders",
+    passes=planned_order_passes,
+    order=15,
+    selects=lambda o: o.orders > 1,
+    needs_any=("leave_one_out",),
+    needs_reordering=True,
+)
+def orders(ctx: StageContext, found: Findings) -> Findings:
+    layout, n = ctx.layout, ctx.num_sources
+    ids = layout.document_ids
+    rows, full = [found.reliance], [ctx.base.score.logprob]
+    perms = [tuple(ids)]
+    tick = ctx.progress.ticker("orders")
+    for order in seeded_orders(len(ids), ctx.options.orders - 1, seed=ctx.options.seed):
+        permuted = layout.permuted(order)
+        base = score_full_context(ctx.model, permuted, ctx.response_ids, with_attention=False)
+        tick()
+        masks = interventions.leave_one_out_masks(n)
+        loo = logprobs(score_masks(ctx.model, permuted, ctx.response_ids, masks, base=base, on_each=tick))
+        rows.append(base.score.logprob - loo)
+        full.append(base.score.logprob)
+        perms.append(tuple(ids[k] for k in order))
+    measured = Orders(permutations=tuple(perms), reliance=np.vstack(rows), logprob_full=np.array(full))
+    return replace(found, orders=measured)
