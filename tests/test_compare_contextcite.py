@@ -75,6 +75,10 @@ def test_two_case_run_has_every_method_with_finite_values(model, tmp_path, monke
         recorded = records[case.id]["methods"]["context_ablation"]
         assert weights.round(6).tolist() == pytest.approx(recorded["scores"], abs=1e-5)
         assert rules.evaluate(case, weights)["lds"] == pytest.approx(recorded["lds"], abs=1e-9)
+        samples = records[case.id]["samples"]
+        assert not {m.tobytes() for m in case.eval_masks} & {m.tobytes() for m in case.fit_masks}
+        if with_cc:  # the peer's solver, fit live on the same masks and targets, agrees
+            assert samples["peer_solver_max_abs_diff"] <= 1e-3
     if with_cc:
         assert summary["contextcite_version"] and math.isfinite(summary["time_ratio_full_vs_contextcite"])
     else:

@@ -81,8 +81,11 @@ def test_full_report_has_every_figure(model):
     assert not report.gate.passed and report.gate.failures[0].measured == report.summary.context_reliance
     stages = report.cost.by_stage
     assert set(stages) == {
-        "full_context", "leave_one_out", "orders", "no_context", "placebos", "context_ablation", "answer_flip"
+        "full_context", "attention_baseline", "leave_one_out", "orders", "no_context", "placebos",
+        "context_ablation", "answer_flip",
     }  # fmt: skip
+    assert all(s.attention_position_ratio is not None and s.surrogate_interval is not None for s in report.sources)
+    assert all(s.banzhaf is not None for s in report.sources)  # 2^3 masks fit the budget of 8: exhaustive
     assert report.summary.noise_floor_nats is not None and all(s.reliance_interval for s in report.sources)
     assert any("proxy for some-hosted-model" in line for line in report.limitations)
     assert report.cost.forward_passes == sum(s.forward_passes for s in stages.values())

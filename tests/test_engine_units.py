@@ -46,7 +46,7 @@ def by_id(report):
 def test_method_names_declared_for_the_api_equal_the_registry():
     assert set(typing.get_args(Method)) == set(list_methods())
     assert set(list_methods()) < set(list_stages()) and "answer_flip" in list_stages()
-    with pytest.raises(UnknownStageError, match="valid stages: attention, leave_one_out"):
+    with pytest.raises(UnknownStageError, match="valid stages: attention, attention_baseline, leave_one_out"):
         get_stage("telepathy")
     with pytest.raises(ValueError, match="already registered"):
         register_stage("leave_one_out", passes=lambda o, n: 0, order=99)(lambda ctx, found: found)
@@ -62,8 +62,10 @@ def test_plan_orders_stages_counts_passes_and_drops_flips_without_a_ranking():
     assert "orders" not in [s.name for s in trace.stages]  # a trace keeps its causal order
     alone = AuditPlan.build(AuditOptions(methods=["no_context"], answer_flip_top_k=3, placebos=0, orders=1), 3)
     assert [s.name for s in alone.stages] == ["no_context"]  # nothing ranks the sources: no flips
-    adaptive = AuditPlan.build(AuditOptions(methods=["context_ablation", "attention"], num_ablations=None), 3)
-    assert adaptive.passes["context_ablation"] == 64 and adaptive.with_attention
+    adaptive_options = AuditOptions(methods=["context_ablation", "attention"], num_ablations=None)
+    adaptive = AuditPlan.build(adaptive_options, 3)
+    assert adaptive.passes["context_ablation"] == 8 and adaptive.with_attention  # 2^3 <= 64: exhaustive
+    assert AuditPlan.build(adaptive_options, 7).passes["context_ablation"] == 64  # the adaptive cap
 
 
 def test_given_response_reliance_labels_flips_and_progress():
@@ -88,19 +90,59 @@ def test_given_response_reliance_labels_flips_and_progress():
     assert seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
     stages = report.cost.by_stage
     assert list(stages) == [
-        "full_context", "leave_one_out", "orders", "no_context", "placebos", "context_ablation", "answer_flip"
+        "full_context", "attention_baseline", "leave_one_out", "orders", "no_context", "placebos",
+        "context_ablation", "answer_flip",
     ]  # fmt: skip
-    assert stages["leave_one_out"].forward_passes == 3 and stages["context_ablation"].forward_passes == 8 + 16
+    assert stages["leave_one_out"].forward_passes == 3 and stages["context_ablation"].forward_passes == 2**3
+    # 2^3 masks fit the budget: every mask is scored, Banzhaf values are exact, the fit is cross-validated
+    assert (
+        report.controls.masks.design_kind == "exhaustive" and report.summary.surrogate_lds_method == "cross_validation"
+    )
+    assert s["key"].banzhaf == pytest.approx(12.0) and s["trap"].banzhaf == pytest.approx(-3.0)
+    assert s["key"].banzhaf_range == pytest.approx((12.0, 12.0))  # additive: the same change in every context
+    lo, hi = s["key"].surrogate_interval
+    assert lo <= s["key"].surrogate_weight <= hi and lo > 0
     assert stages["orders"].forward_passes == 2 * 4 and stages["placebos"].forward_passes == 16
     assert stages["answer_flip"].forward_passes == 1 + 16 + 1  # the full answer, each placebo, one source
     assert report.cost.forward_passes == model.counter.forward_passes
+
+
+def test_attention_is_reported_against_neutral_text_at_the_same_position():
+    opts = {"methods": ["attention", "leave_one_out"], "placebos": 0, "orders": 1, "answer_flip_top_k": 0}
+    report = run_audit(rag(**opts), scripted(attention={"Glaciers": 30.0}))
+    s = by_id(report)
+    assert report.cost.by_stage["attention_baseline"].forward_passes == 1
+    noise, trap = s["noise"], s["trap"]
+    assert noise.attention_position_ratio > 2 and noise.label == "attended_not_relied"
+    assert "neutral text at its position" in noise.label_reason
+    assert trap.attention_position_ratio < 1 and trap.attention_position_baseline > 0.2
+    assert trap.attention_position_ratio == pytest.approx(trap.attention / trap.attention_position_baseline, rel=1e-4)
+    assert noise.attention_per_token == pytest.approx(noise.attention / 6, rel=1e-4)  # six tokens in the fake
+    assert noise.attention_layer_argmax == 0 and noise.attention_layer_max == pytest.approx(noise.attention, rel=1e-4)
+
+
+def test_stability_variants_keep_ranks_and_labels_and_count_their_passes():
+    opts = {"methods": ["attention", "leave_one_out"], "placebos": 0, "orders": 1, "answer_flip_top_k": 0}
+    opts |= {"sampled_responses": 2, "sampling_temperature": 0.9, "paraphrases": ["Which town is Vellmora's capital?"]}
+    model = scripted(samples=["The capital is ZQX.", "Maybe ZQX, maybe not."])
+    report = run_audit(rag(**opts), model)
+    st = report.stability
+    assert [v.kind for v in st.variants] == ["sampled", "sampled", "paraphrase"]
+    assert [v.text for v in st.variants][1:] == ["Maybe ZQX, maybe not.", "Which town is Vellmora's capital?"]
+    assert st.sampling_temperature == 0.9 and st.sampled_responses == 2 and st.paraphrases == 1
+    rows = {r.id: r for r in st.sources}
+    assert rows["key"].reliance_top1_rate == 1.0 and rows["trap"].reliance_top1_rate == 0.0
+    assert all(r.label_agreement == 1.0 and r.stable for r in st.sources)  # the fake's effects do not move
+    assert report.cost.by_stage["stability"].forward_passes == 2 + 3 * (3 + 1)
+    assert not [f for f in report.summary.flags if f.startswith("unstable_label")]
+    assert run_audit(rag(**(opts | {"sampled_responses": 0, "paraphrases": []})), scripted()).stability is None
 
 
 def test_controls_and_limitations_are_recorded():
     report = run_audit(rag(), scripted())
     c = report.controls
     assert report.schema_version == "2" and c.seed == 0 and len(c.request_sha256) == 64
-    assert c.masks.count == 8 and c.masks.held_out == 16 and c.masks.keep_probability == 0.5
+    assert c.masks.count == 8 and c.masks.held_out == 0 and c.masks.keep_probability == 0.5
     assert c.placebos["count"] == 16 and len(c.placebos["positions"]) == 16
     assert c.orders["count"] == 3 and c.orders["permutations"][0] == ["key", "noise", "trap"]
     assert len({tuple(p) for p in c.orders["permutations"]}) == 3
@@ -228,3 +270,18 @@ def test_replay_turns_without_a_tool_registry_is_an_error():
     body = AGENT | {"audit": AGENT["audit"] | {"replay_turns": 1}}
     with pytest.raises(FaithauditError, match="needs a tool registry"):
         run_audit(AuditRequest.model_validate(body), scripted())
+
+
+def test_a_label_held_in_fewer_than_80_percent_of_variants_is_unstable():
+    from faithaudit.api_schemas.report import VariantReport
+    from faithaudit.audits.report.stability import _source
+
+    report = run_audit(rag(placebos=0, orders=1), scripted())
+    key = by_id(report)["key"]
+    variants = [
+        VariantReport(kind="sampled", text=str(k), attention_top1="key", reliance_top1="key", labels={"key": label})
+        for k, label in enumerate(["decisive", "decisive", "decisive", "within_noise", "supporting"])
+    ]
+    row = _source(key, variants)
+    assert key.label == "decisive" and row.label_agreement == 0.6 and row.stable is False
+    assert row.reliance_top1_rate == 1.0

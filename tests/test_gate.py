@@ -71,9 +71,14 @@ def test_labels_follow_the_interval_against_the_noise_floor():
     from faithaudit.api_schemas import LabelThresholds
     from faithaudit.audits.report.labels import label_source
 
-    def label(r, interval, floor=0.6, flip=False, attention=None):
+    def label(r, interval, floor=0.6, flip=False, attention=None, positional=False):
         return label_source(
-            reliance=r, interval=interval, floor=floor, attention=attention, flip_counted=flip, num_sources=4,
+            reliance=r,
+            interval=interval,
+            floor=floor,
+            attention_ratio=None if attention is None else attention * 4,
+            positional=positional,
+            flip_counted=flip,
             rules=LabelThresholds(),
         ).label
 
@@ -87,3 +92,14 @@ def test_labels_follow_the_interval_against_the_noise_floor():
     assert label(0.1, (-0.2, 0.3), attention=0.6) == "attended_not_relied"
     assert label(25.0, (24.0, 26.0), attention=0.01) == "decisive"  # attention never overrides decisive
     assert label(1.5, (1.2, 1.8), attention=0.01) == "relied_not_attended"
+    # against the position baseline: the ratio is what counts, and the reason says what it was compared with
+    verdict = label_source(
+        reliance=0.1,
+        interval=(-0.2, 0.3),
+        floor=0.6,
+        attention_ratio=2.5,
+        positional=True,
+        flip_counted=False,
+        rules=LabelThresholds(),
+    )
+    assert verdict.label == "attended_not_relied" and "neutral text at its position" in verdict.reason

@@ -97,6 +97,10 @@ def test_validation_errors_are_422_with_field_paths(api):
         },
         "query": {k: v for k, v in SMALL.items() if k != "query"},
         "extra": {**SMALL, "extra": 1},
+        "audit.sampled_responses": {**SMALL, "audit": {"sampled_responses": 17}},
+        "audit.sampling_temperature": {**SMALL, "audit": {"sampled_responses": 2, "sampling_temperature": 0}},
+        "audit.paraphrases[1]": {**SMALL, "audit": {"paraphrases": ["Where is it?", "   "]}},
+        "audit.paraphrases": {**SMALL, "audit": {"paraphrases": ["Where is it?"] * 9}},
     }
     for path, body in cases.items():
         r = client.post("/v1/audits", json=body, headers=h)
@@ -256,6 +260,11 @@ def test_a_prompt_that_cannot_fit_its_placebos_is_422_at_submit(api, model):
     assert field["path"] == "audit.placebos" and "placebo" in field["msg"]
     lean = {**body, "audit": {**SMALL["audit"], "placebos": 0}}
     assert client.post("/v1/audits", json=lean, headers=auth(keys["acme"])).status_code == 202
+    # a query paraphrase (stability) that no longer fits is a 422 naming it
+    long_question = "Which of " + " ".join(str(i % 10) for i in range(990)) + "?"  # ~1,000 tokens
+    wordy = {**lean, "audit": {**lean["audit"], "paraphrases": ["When did they meet?", long_question]}}
+    r = client.post("/v1/audits", json=wordy, headers=auth(keys["acme"]))
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "audit.paraphrases[1]", r.text
 
 
 def test_hostile_inputs_get_4xx_never_500(api, model):

@@ -389,3 +389,23 @@ def test_from_settings_creates_the_data_dir(tmp_path):
     with s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     s.dispose()
+
+
+def test_retention_deletes_finished_audits_and_jobs_past_their_age_and_keeps_active_ones(store):
+    from faithaudit.store.reaper import reap_once
+
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    old_done = _running(store, "w1", now=long_ago)
+    store.finish(old_done.id, "w1", report={"summary": "sensitive"}, gate_passed=True)
+    old_queued, _ = _create(store, now=long_ago)  # a worker may still take it: kept
+    recent = _running(store, "w2")
+    store.finish(recent.id, "w2", report={}, gate_passed=True)
+    old_job = store.create_job(tenant="acme", kind="gate", payload={"cases": []}, now=long_ago)
+    store.claim_job(old_job.id, "w3", max_attempts=3)
+    store.finish_job(old_job.id, result={"passed": True})
+    queued_job = store.create_job(tenant="acme", kind="gate", payload={"cases": []}, now=long_ago)
+    reap_once(store, lambda _id: False, stale_enqueue_seconds=1e9, retention_days=30)
+    assert store.get_audit(old_done.id) is None and store.events(old_done.id) == []
+    assert store.get_audit(old_queued.id) is not None and store.get_audit(recent.id) is not None
+    assert store.get_job(old_job.id) is None and store.get_job(queued_job.id) is not None
+    assert store.purge_before(datetime.now(UTC) - timedelta(days=30)) == {"audits": 0, "jobs": 0}

@@ -67,6 +67,21 @@ class SourceReport(_Out):
     attention_raw: float | None = Field(None, description="Share of all attention from the response rows.")
     attention_by_layer: list[float] | None = Field(None, description="attention_raw per layer.")
     attention_rank: int | None = None
+    attention_per_token: float | None = Field(None, description="attention / the source's token count.")
+    attention_layer_max: float | None = Field(
+        None, description="The largest per-layer share over sources (each layer's attention renormalised over sources)."
+    )
+    attention_layer_argmax: int | None = Field(None, description="The layer (0-based) of attention_layer_max.")
+    attention_position_baseline: float | None = Field(
+        None,
+        description="The share a neutral text of the same token length gets at this source's position (one pass with "
+        "every source replaced by neutral text).",
+    )
+    attention_position_ratio: float | None = Field(
+        None,
+        description="attention / attention_position_baseline: 1 = as much as neutral text there. Attention labels "
+        "use it when present (else attention x number of sources).",
+    )
     reliance: float | None = Field(None, description="log p(resp | full) - log p(resp | without it), nats.")
     reliance_rank: int | None = None
     reliance_interval: tuple[float, float] | None = Field(
@@ -80,8 +95,19 @@ class SourceReport(_Out):
     )
     surrogate_weight: float | None = Field(
         None,
-        description="The surrogate's weight: effect of keeping the source on the response's logit-probability "
-        "target (sum over tokens of log p/(1-p), in nats of log-odds).",
+        description="ContextCite's surrogate weight, in its target's units: the change in log p/(1-p) of the whole "
+        "response (nats of log-odds) from keeping the source.",
+    )
+    surrogate_interval: tuple[float, float] | None = Field(
+        None, description="95% bootstrap interval of surrogate_weight over the fit's masks (nats of log-odds)."
+    )
+    banzhaf: float | None = Field(
+        None,
+        description="Exact Banzhaf value (exhaustive mask design only): mean change of log p(resp) from adding the "
+        "source, over every context without it, nats.",
+    )
+    banzhaf_range: tuple[float, float] | None = Field(
+        None, description="[min, max] of that change over the contexts, nats."
     )
     answer_changed: bool | None = Field(
         None, description="The answer regenerated without this source no longer contains the answer span."
@@ -144,7 +170,13 @@ class Summary(_Out):
     flips_counted: bool | None = Field(
         None, description="Answer flips set labels: margin and placebo flip rate within labels' limits."
     )
-    surrogate_lds: float | None = None
+    surrogate_lds: float | None = Field(
+        None, description="Spearman of the surrogate's predictions against measured targets on masks outside its fit."
+    )
+    surrogate_lds_method: Literal["cross_validation", "held_out"] | None = Field(
+        None,
+        description="cross_validation: 4-fold over the masks (exhaustive design); held_out: masks never in the fit.",
+    )
     surrogate_bias: float | None = None
     citation_precision: float | None = None
     citation_recall: float | None = None
@@ -228,11 +260,13 @@ class RetrievalSensitivity(_Out):
 
 
 class MaskControls(_Out):
-    count: int | None = Field(description="Random keep-masks fit; None when adaptive.")
+    count: int | None = Field(description="Keep-masks scored for the fit (the requested budget when adaptive).")
     held_out: int = Field(description="Extra masks that only measure the surrogate (LDS).")
     design: str
+    design_kind: Literal["exhaustive", "random", "adaptive"] | None = None
     keep_probability: float
     lasso_alpha: float
+    bootstrap_resamples: int | None = Field(None, description="Resamples of the masks behind surrogate_interval.")
 
 
 class Controls(_Out):
@@ -247,6 +281,38 @@ class Controls(_Out):
     model_weights: str = Field(description="How the local model's weights were stored and computed (quantisation).")
     faithaudit_version: str
     request_sha256: str = Field(description="SHA-256 of the canonical request JSON (sorted keys).")
+
+
+class VariantReport(_Out):
+    kind: Literal["sampled", "paraphrase"]
+    text: str = Field(description="The sampled response, or the paraphrased query.")
+    attention_top1: str
+    reliance_top1: str
+    labels: dict[str, str | None] = Field(description="Each source's label under this variant.")
+
+
+class SourceStability(_Out):
+    id: str
+    attention_top1_rate: float = Field(description="Share of variants in which this source has the top attention.")
+    reliance_top1_rate: float = Field(description="Share of variants in which this source has the top reliance.")
+    label_agreement: float = Field(description="Share of variants whose label for it equals the audited label.")
+    stable: bool = Field(description="label_agreement >= min_label_agreement.")
+
+
+class Stability(_Out):
+    """How the verdicts hold when the response is sampled again or the query is paraphrased."""
+
+    variants: list[VariantReport]
+    sources: list[SourceStability]
+    sampled_responses: int = Field(description="Samples requested (an empty sample is left out of variants).")
+    paraphrases: int
+    sampling_temperature: float | None
+    seed: int = Field(description="Sample k uses seed + k.")
+    min_label_agreement: float = 0.8
+    label_rule: str = Field(
+        description="How variant labels are set: each variant's reliance +- the audit's noise floor, attention against "
+        "the audit's position baseline; no document orders or flips."
+    )
 
 
 class AuditReport(_Out):
@@ -266,6 +332,9 @@ class AuditReport(_Out):
     retrieval: RetrievalInfo | None = Field(None, description="Retriever pipelines: what was retrieved.")
     retrieval_sensitivity: RetrievalSensitivity | None = None
     controls: Controls | None = Field(None, description="Schema version 2: what the figures were measured against.")
+    stability: Stability | None = Field(
+        None, description="audit.sampled_responses / audit.paraphrases: do ranks and labels hold across variants?"
+    )
     limitations: list[str] = Field(
         default_factory=list, description="Plain sentences: what this audit cannot say (proxy model, unstable answer)."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from faithaudit.api_schemas.agent import AgentPipeline, check_source_id
 from faithaudit.api_schemas.errors import PathValueError
@@ -177,6 +177,23 @@ class AuditOptions(_Strict):
     )
     replay_turns: int = Field(
         default=0, ge=0, le=8, description="Agent audits: replay to an answer, with up to this many new tool calls."
+    )
+    sampled_responses: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Stability (opt-in): this many responses sampled at sampling_temperature (seeded) are each "
+        "audited with leave-one-out and attention; report.stability says how often each source keeps its rank-1 "
+        "position and its label across them.",
+    )
+    sampling_temperature: float = Field(
+        default=0.7, gt=0.0, le=2.0, description="Temperature of the sampled responses (no top-k or top-p cut)."
+    )
+    paraphrases: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Stability (opt-in): paraphrases of the query, each audited like a sampled response with the "
+        "audited response kept.",
     )
     labels: LabelThresholds = Field(default_factory=LabelThresholds)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from faithaudit.api_schemas import AuditOptions, AuditRequest
 from faithaudit.api_schemas.report import NextActionReport, ReplayReport
+from faithaudit.audits.ablation import AblationResult
 from faithaudit.audits.agent_replay import ToolCaller
 from faithaudit.audits.counterfactuals import Counterfactual
 from faithaudit.audits.meter import ProgressTracker
@@ -46,9 +47,43 @@ class StageContext:
 
 @dataclass(frozen=True)
 class Surrogate:
-    weights: np.ndarray  # [n] effect of keeping each source on the logit-probability target (unstandardised)
+    """ContextCite's surrogate as the audit reports it (``audits.ablation.AblationResult``, trimmed)."""
+
+    weights: np.ndarray  # [n] effect of keeping each source, nats of log-odds of the whole response
     bias: float
-    lds: float | None  # Spearman on held-out masks
+    lds: float | None  # Spearman on masks outside the fit
+    lds_method: str = "held_out"  # "cross_validation" | "held_out"
+    design: str = "random"  # "exhaustive" | "random" | "adaptive"
+    masks: int = 0  # masks scored for the fit
+    held_out: int = 0
+    interval: np.ndarray | None = None  # [n, 2] bootstrap 95% interval per weight
+    banzhaf: np.ndarray | None = None  # [n] nats (exhaustive design only)
+    banzhaf_range: np.ndarray | None = None  # [n, 2]
+
+    @classmethod
+    def of(cls, result: AblationResult) -> Surrogate:
+        return cls(
+            weights=result.surrogate.weights,
+            bias=result.surrogate.bias,
+            lds=result.lds,
+            lds_method=result.lds_method,
+            design=result.design,
+            masks=result.random_masks,
+            held_out=result.held_out_masks,
+            interval=result.interval,
+            banzhaf=result.banzhaf,
+            banzhaf_range=result.banzhaf_range,
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One stability variant: a sampled response, or a paraphrased query with the audited response kept."""
+
+    kind: str  # "sampled" | "paraphrase"
+    text: str  # the sampled response, or the paraphrase
+    reliance: np.ndarray  # [n] leave-one-out reliance under this variant, nats
+    attention: np.ndarray  # [n] attention share under this variant
 
 
 @dataclass(frozen=True)
@@ -102,6 +137,7 @@ class Findings:
 
     answer_full: str | None = None  # the model's greedy answer under the full context, when generated
     attention: AttentionReading | None = None
+    attention_baseline: AttentionReading | None = None  # every source replaced by neutral text
     loo_logprobs: np.ndarray | None = None  # [n] log p(response | without source i)
     reliance: np.ndarray | None = None  # [n] leave-one-out reliance, nats
     no_context: ResponseScore | None = None
@@ -115,3 +151,4 @@ class Findings:
     counterfactual: dict[int, float] = field(default_factory=dict)
     counterfactual_outputs: dict[int, Counterfactual] = field(default_factory=dict)
     policy: dict[int, PolicyFinding] = field(default_factory=dict)
+    variants: tuple[Variant, ...] = ()  # stability: sampled responses and query paraphrases

@@ -16,6 +16,7 @@ class Counterfactual:
     text: str
     origin: CounterfactualOrigin
 
+
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]*\d)")
 _ENTITY = re.compile(r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)*\b")
 _STAND_IN = "Zorvath"  # a name no model knows anything about

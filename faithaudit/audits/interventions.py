@@ -24,6 +24,31 @@ def random_keep_masks(num_sources: int, count: int, *, keep_probability: float, 
     return rng.random((count, num_sources)) < keep_probability
 
 
+def exhaustive_masks(num_sources: int) -> np.ndarray:
+    """[2^n, n]: every keep-mask, row k keeping source i when bit i of k is set."""
+    rows = np.arange(2**num_sources)[:, None]
+    return (rows >> np.arange(num_sources)[None, :]) & 1 == 1
+
+
+def distinct_keep_masks(
+    num_sources: int, count: int, *, keep_probability: float, seed: int, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """Up to ``count`` distinct Bernoulli(keep_probability) masks, none in ``exclude``, in the order one seeded
+    stream draws them (so the first k are those a draw of k would give). Fewer when fewer remain possible."""
+    rng = np.random.default_rng(seed)
+    seen = {m.tobytes() for m in np.asarray(exclude, dtype=bool)} if exclude is not None else set()
+    if count >= 2**num_sources - len(seen):  # every remaining mask, in a seeded order
+        rest = np.array([m for m in exhaustive_masks(num_sources) if m.tobytes() not in seen], dtype=bool)
+        return rest[rng.permutation(len(rest))].reshape(len(rest), num_sources)
+    out: list[np.ndarray] = []
+    while len(out) < count:
+        for mask in rng.random((max(count, 16), num_sources)) < keep_probability:
+            if mask.tobytes() not in seen and len(out) < count:
+                seen.add(mask.tobytes())
+                out.append(mask)
+    return np.array(out, dtype=bool).reshape(len(out), num_sources)
+
+
 def held_out_count(num_ablations: int) -> int:
     """How many extra masks evaluate the surrogate: max(16, num_ablations / 4)."""
     return max(16, num_ablations // 4)

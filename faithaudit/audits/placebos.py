@@ -12,7 +12,7 @@ Pure text, no tokenizer: the API counts the longest placebo against the context 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +98,25 @@ def make_placebos(query: str, source_texts: Sequence[str], count: int, *, seed: 
                 break
             text, j = longer, j + 1
         out.append(Placebo(index=k, text=text, position=int(rng.integers(slots + 1)), matched_source=matched))
+    return out
+
+
+def neutral_token_fill(
+    query: str, lengths: Sequence[int], *, seed: int, encode: Callable[[str], list[int]]
+) -> list[tuple[int, ...]]:
+    """Per length L, exactly L tokens of neutral text (seeded sentences from the bank, cut to length): what a
+    source's position holds when the attention baseline asks how much a text that says nothing gets there."""
+    rng = np.random.default_rng(seed + PLACEBO_SEED_OFFSET + 1)
+    pool = neutral_sentences(query) or list(BANK)
+    out = []
+    for length in lengths:
+        order = rng.permutation(len(pool))
+        ids: list[int] = []
+        j = 0
+        while len(ids) < length:
+            ids.extend(encode((" " if ids else "") + pool[order[j % len(pool)]]))
+            j += 1
+        out.append(tuple(ids[:length]))
     return out
 
 

@@ -23,7 +23,7 @@ from faithaudit.audits.meter import Meter, Progress, ProgressTracker
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.placebos import check_placebos_fit
 from faithaudit.audits.plan import AuditPlan
-from faithaudit.audits.prompt.layout import SourceLayout, check_fits, request_layout
+from faithaudit.audits.prompt.layout import SourceLayout, check_fits, check_paraphrases_fit, request_layout
 from faithaudit.audits.reliance import SurrogateSolver
 from faithaudit.audits.report.build import build_report
 from faithaudit.audits.retrieval_sensitivity import Retrieved, retrieval_sensitivity
@@ -50,6 +50,7 @@ def run_audit(
     plan = AuditPlan.build(request.audit, layout.num_sources, reorderable=layout.reorderable)
     check_fits(len(layout.build().ids), budget, model)  # the prompt alone first: its own field error
     check_placebos_fit(layout, request, model, budget)
+    check_paraphrases_fit(request, model, budget)
     meter = Meter(model)
     tracker = ProgressTracker(plan.total_passes, progress)
 

@@ -29,17 +29,33 @@ def score_full_context(
     model: ModelAdapter, layout: SourceLayout, response_ids: Sequence[int], *, with_attention: bool
 ) -> BaseRun:
     prompt = layout.build()
+    score, cache, reading = score_prompt(
+        model, prompt, response_ids, layout.num_sources, with_attention=with_attention, keep_cache=True
+    )
+    assert cache is not None  # keep_cache=True
+    return BaseRun(prompt=prompt, score=score, cache=cache, attention=reading)
+
+
+def score_prompt(
+    model: ModelAdapter,
+    prompt: BuiltPrompt,
+    response_ids: Sequence[int],
+    num_sources: int,
+    *,
+    with_attention: bool,
+    keep_cache: bool = False,
+) -> tuple[ResponseScore, CachedContext | None, AttentionReading | None]:
+    """Score the response after ``prompt``; with attention, read the response rows' attention per source."""
     probe = None
     if with_attention:
         first = len(prompt.ids) - 1  # the logit at the last prompt position scores the first response token
         probe = AttentionProbe(
             query_positions=(first, first + len(response_ids) - 1),
-            spans=[prompt.spans[i] for i in range(layout.num_sources)],
+            spans=[prompt.spans[i] for i in range(num_sources)],
             num_layers=model.num_layers,
         )
-    score, cache = model.score(prompt.ids, response_ids, keep_cache=True, probe=probe)
-    assert cache is not None  # keep_cache=True
-    return BaseRun(prompt=prompt, score=score, cache=cache, attention=probe.reading() if probe else None)
+    score, cache = model.score(prompt.ids, response_ids, keep_cache=keep_cache, probe=probe)
+    return score, cache, probe.reading() if probe else None
 
 
 def score_masks(

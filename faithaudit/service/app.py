@@ -15,8 +15,10 @@ from faithaudit.api_schemas import format_loc
 from faithaudit.config import Settings, get_settings
 from faithaudit.errors import FaithauditError
 from faithaudit.queue import Enqueuer
+from faithaudit.service import signing
 from faithaudit.service.deps import KeyCache
-from faithaudit.service.limits import BodySizeLimit
+from faithaudit.service.limits import RequestEdge
+from faithaudit.service.openapi import build_openapi, install_docs
 from faithaudit.service.routes import audits, health, jobs
 from faithaudit.store import Store
 from faithaudit.store.reaper import ReaperThread
@@ -24,8 +26,31 @@ from faithaudit.store.reaper import ReaperThread
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, code: str, message: str, fields: list[dict] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "fields": fields or []}}, status_code=status)
+def _error(
+    status: int, code: str, message: str, fields: list[dict] | None = None, headers: dict | None = None
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if status >= 500:  # the connection may be in any state: the client should not reuse it
+        headers["Connection"] = "close"
+    body = {"error": {"code": code, "message": message, "fields": fields or []}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _cache_openapi(app: FastAPI) -> dict:
+    app.openapi_schema = build_openapi(app)
+    return app.openapi_schema
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods some route answers on this path (matched the way the router matches, included routers too)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def create_app(
@@ -48,6 +73,7 @@ def create_app(
                 interval=settings.reaper_interval_seconds,
                 stale_enqueue_seconds=max(300.0, 10 * settings.lease_seconds),
                 send_job=app.state.enqueuer.send_job,
+                retention_days=settings.retention_days,
             )
             reaper.start()
         yield
@@ -59,22 +85,30 @@ def create_app(
         version=__version__,
         description="Audit whether an LLM pipeline relies on the sources it shows.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store or Store.from_settings(settings)
     app.state.enqueuer = enqueuer or Enqueuer(settings.broker_url, settings.queue_name)
     app.state.auth_enabled = auth_enabled
+    app.state.signing_secret = settings.signing_secret or signing.load_or_create_secret(settings.data_dir)
     app.state.key_cache = KeyCache(ttl=settings.key_cache_seconds)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestEdge, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout_seconds
+    )
     app.include_router(audits.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    install_docs(app)
+    app.openapi = lambda: app.openapi_schema or _cache_openapi(app)
 
     @app.exception_handler(FaithauditError)
     async def _faithaudit_error(request: Request, exc: FaithauditError) -> JSONResponse:
         if exc.http_status >= 500:
             log.error("internal error on %s: %s", request.url.path, exc.message)
-        return JSONResponse(exc.as_dict(), status_code=exc.http_status)
+        headers = {"Connection": "close"} if exc.http_status >= 500 else None
+        return JSONResponse(exc.as_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -85,7 +119,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        code = codes.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of every route on this path, not only the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return _error(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

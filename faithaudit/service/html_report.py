@@ -89,7 +89,10 @@ def _summary(report: AuditReport) -> str:
         ("context reliance (nats)", _num(s.context_reliance)),
         ("parametric", _yes_no(s.parametric)),
         ("context token share", _num(s.context_token_share)),
-        ("surrogate LDS", _num(s.surrogate_lds)),
+        (
+            "surrogate LDS" + ("" if s.surrogate_lds_method is None else f" ({s.surrogate_lds_method})"),
+            _num(s.surrogate_lds),
+        ),
         ("attention–reliance Spearman", _num(s.attention_reliance_spearman)),
         ("top-1 agreement", _yes_no(s.top1_agreement)),
         ("citation precision", _num(s.citation_precision)),
@@ -115,6 +118,14 @@ def _floor(s) -> str:
     return f"{s.noise_floor_nats:.3f} ({len(s.placebo_reliance or [])} placebos)"
 
 
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f'<div class="muted">{value:.2f}x neutral text there</div>'
+
+
+def _bracket(pair: tuple[float, float] | None) -> str:
+    return "" if pair is None else f'<div class="muted">[{pair[0]:.2f}, {pair[1]:.2f}]</div>'
+
+
 def _interval(src: SourceReport) -> str:
     if src.reliance_interval is None:
         return DASH
@@ -126,10 +137,12 @@ def _table(sources: list[SourceReport], floor: float | None) -> str:
     rows = "".join(
         f"<tr><td><code>{escape(src.id)}</code></td><td>{_badge(src.label)}"
         f'<div class="reason muted">{escape(src.label_reason or "")}</div></td>'
-        f'<td class="num">{_pct(src.attention)}</td><td class="num">{_num(src.reliance, 2)}</td>'
+        f'<td class="num">{_pct(src.attention)}{_ratio(src.attention_position_ratio)}</td>'
+        f'<td class="num">{_num(src.reliance, 2)}</td>'
         f'<td class="num">{_interval(src)}</td><td class="num">{_num(src.reliance_z, 1)}</td>'
         f'<td class="num">{_num(src.reliance_p, 3)}</td>'
-        f'<td class="num">{_num(src.surrogate_weight)}</td><td>{_yes_no(src.answer_changed)}</td>'
+        f'<td class="num">{_num(src.surrogate_weight)}{_bracket(src.surrogate_interval)}</td>'
+        f"<td>{_yes_no(src.answer_changed)}</td>"
         f"<td>{_yes_no(src.cited)}</td></tr>"
         for src in sources
     )
@@ -137,7 +150,7 @@ def _table(sources: list[SourceReport], floor: float | None) -> str:
         f"<th>{h}</th>"
         for h in (
             "id", "label (why)", "attention share", "reliance (nats)", "interval over orders", "z vs placebos",
-            "p vs placebos", "surrogate weight (log-odds)", "answer changed", "cited",
+            "p vs placebos", "surrogate weight (nats of log-odds) [95% bootstrap]", "answer changed", "cited",
         )
     )  # fmt: skip
     note = (
@@ -173,7 +186,7 @@ def _controls(report: AuditReport) -> str:
     lines = "".join(f"<li>{escape(x)}</li>" for x in report.limitations)
     limits = f'<h3>Limitations</h3><ul class="limitations">{lines}</ul>' if lines else ""
     if c is None:
-        return f"<section><h2>Controls</h2><p class=\"muted\">Not recorded (schema version 1).</p>{limits}</section>"
+        return f'<section><h2>Controls</h2><p class="muted">Not recorded (schema version 1).</p>{limits}</section>'
     masks = DASH if c.masks is None else f"{c.masks.count} + {c.masks.held_out} held out; {c.masks.design}"
     items = [
         ("seed", str(c.seed)),
@@ -188,7 +201,6 @@ def _controls(report: AuditReport) -> str:
     ]
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in items)
     return f'<section><h2>Controls</h2><table class="controls"><tbody>{rows}</tbody></table>{limits}</section>'
-
 
 
 def _tool_calls(report: AuditReport) -> str:
@@ -325,6 +337,36 @@ def _texts(sources: list[SourceReport]) -> str:
     return f'<section><h2>Source texts</h2><ol class="sources">{items}</ol></section>'
 
 
+def _stability(report: AuditReport) -> str:
+    """Each source's rank-1 rates and label agreement across sampled responses and paraphrases."""
+    st = report.stability
+    if st is None:
+        return ""
+    labels = {s.id: s.label for s in report.sources}
+    rows = "".join(
+        f"<tr><td><code>{escape(r.id)}</code></td><td>{_badge(labels.get(r.id))}</td>"
+        f'<td class="num">{_pct(r.attention_top1_rate)}</td><td class="num">{_pct(r.reliance_top1_rate)}</td>'
+        f'<td class="num">{_pct(r.label_agreement)}</td>'
+        f"<td>{'stable' if r.stable else '<strong>unstable</strong>'}</td></tr>"
+        for r in st.sources
+    )
+    variants = "".join(
+        f'<li>{escape(v.kind)}: {escape(v.text)} <span class="muted">(top attention {escape(v.attention_top1)}, '
+        f"top reliance {escape(v.reliance_top1)})</span></li>"
+        for v in st.variants
+    )
+    temperature = "" if st.sampling_temperature is None else f" at temperature {st.sampling_temperature:g}"
+    return (
+        f'<section id="stability"><h2>Stability</h2><p class="muted">{len(st.variants)} variants: '
+        f"{st.sampled_responses} sampled responses{temperature} (seed {st.seed} + k), {st.paraphrases} query "
+        f"paraphrases. A label held in fewer than {st.min_label_agreement:.0%} of them is unstable. "
+        f"{escape(st.label_rule)}.</p>"
+        "<table><thead><tr><th>id</th><th>audited label</th><th>top attention</th><th>top reliance</th>"
+        f"<th>label agreement</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<ul>{variants}</ul></section>"
+    )
+
+
 def render_report_html(report: AuditReport, *, title: str | None = None) -> str:
     """The report as one offline HTML page: header, summary, source table, SVG chart, texts, cost."""
     title = title or "faithaudit reliance report"
@@ -339,6 +381,7 @@ def render_report_html(report: AuditReport, *, title: str | None = None) -> str:
             _summary(report),
             _table(report.sources, report.summary.noise_floor_nats),
             _answers(report),
+            _stability(report),
             _tool_calls(report),
             _chart(report.sources, report.summary.noise_floor_nats),
             _texts(report.sources),

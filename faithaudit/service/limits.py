@@ -1,32 +1,57 @@
-"""Request-body size limit as a pure ASGI middleware: larger bodies get 413 before they are read whole."""
+"""The HTTP edge as one pure ASGI middleware, before any route reads a byte:
+
+- 413 when the body is (or declares itself) over ``max_bytes``, before it is read whole;
+- 408 when the client stops sending its body for ``read_timeout`` seconds (a body shorter than its
+  Content-Length would otherwise hold the request forever), with ``Connection: close``;
+- 415 for a body whose Content-Type is not JSON, or whose Content-Encoding the API does not decode.
+
+Every answer uses the error envelope ``{"error": {"code", "message", "fields"}}``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-class BodySizeLimit:
-    def __init__(self, app, *, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+class BodyTimedOut(Exception):
+    pass
+
+
+def is_json_type(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class RequestEdge:
+    def __init__(self, app, *, max_bytes: int, read_timeout: float) -> None:
+        self.app, self.max_bytes, self.read_timeout = app, max_bytes, read_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send)
-        seen = 0
-        started = False
+        refusal = self._refuse_headers(scope)
+        if refusal is not None:
+            return await reject(send, *refusal)
+        seen, started, body_done = 0, False, False
 
-        async def counting_receive():
-            nonlocal seen
-            message = await receive()
+        async def guarded_receive():
+            nonlocal seen, body_done
+            if body_done:  # after the body: waiting for a disconnect is not the client's delay
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise BodyTimedOut from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.max_bytes:
                     raise BodyTooLarge
             return message
@@ -38,26 +63,40 @@ class BodySizeLimit:
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, guarded_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await reject(send, *self._too_large())
+        except BodyTimedOut:
+            if not started:
+                message = f"the request body did not arrive within {self.read_timeout:g} s"
+                await reject(send, 408, "request_timeout", message, close=True)
 
-    async def _reject(self, send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body is over the limit of {self.max_bytes} bytes",
-                    "fields": [],
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    def _refuse_headers(self, scope) -> tuple | None:
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return self._too_large()
+        if scope.get("method") not in _BODY_METHODS:
+            return None
+        content_type = headers.get(b"content-type")
+        if content_type is not None and not is_json_type(content_type):
+            shown = content_type.decode("latin-1")[:100]
+            return 415, "unsupported_media_type", f"the body must be JSON (Content-Type: application/json), not {shown}"
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in (b"identity", b""):
+            shown = encoding.decode("latin-1")[:50]
+            return 415, "unsupported_media_type", f"Content-Encoding {shown} is not decoded here; send the body plain"
+        return None
+
+    def _too_large(self) -> tuple:
+        return 413, "payload_too_large", f"request body is over the limit of {self.max_bytes} bytes"
+
+
+async def reject(send, status: int, code: str, message: str, *, close: bool = False) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "fields": []}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -17,7 +17,7 @@ from faithaudit.audits.model.adapter import ChatPromptMixin
 from faithaudit.audits.model.chat import plain_chat
 from faithaudit.audits.model.registry import materialized_folder
 from faithaudit.audits.placebos import check_placebos_fit
-from faithaudit.audits.prompt.layout import check_fits, request_layout
+from faithaudit.audits.prompt.layout import check_fits, check_paraphrases_fit, request_layout
 from faithaudit.errors import InvalidRequestError
 
 
@@ -78,6 +78,7 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
         layout, _, response_len = request_layout(request, counter)
         check_fits(len(layout.build().ids), response_len, counter)
         check_placebos_fit(layout, request, counter, response_len)
+        check_paraphrases_fit(request, counter, response_len)
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
     return True

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from faithaudit.api_schemas import AuditRequest
+from faithaudit.api_schemas.edge import EdgeError, check_edge, printable
 from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.config import Settings
 from faithaudit.errors import InvalidRequestError
@@ -17,12 +18,22 @@ from faithaudit.service.token_budget import check_prompt_fits
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(model: type[M], body: bytes, what: str) -> M:
-    """A request body as ``model``: 422 for JSON that does not parse or does not validate, naming the fields."""
+def load_json(body: bytes) -> Any:
+    """A request body as JSON data that passed the hostile edge (``api_schemas.edge``); else a 422 naming where."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too-deep or too-long numbers
-        raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
+        raise InvalidRequestError.for_field("body", f"not valid JSON: {printable(str(exc))[:200]}") from None
+    try:
+        check_edge(data)
+    except EdgeError as exc:
+        raise InvalidRequestError.for_field(exc.path, exc.msg) from None
+    return data
+
+
+def parse_body(model: type[M], body: bytes, what: str) -> M:
+    """A request body as ``model``: 422 for JSON that does not parse, fails the edge or does not validate."""
+    data = load_json(body)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

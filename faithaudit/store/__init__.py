@@ -5,7 +5,8 @@ of an audit is one conditional UPDATE, so an API process, several workers and th
 a worker holds an audit through a lease (``claim``/``heartbeat``) and only the lease holder may finish it.
 
 Modules: ``schema`` (tables, ``UTCDateTime``, constants), ``base`` (engine, transactions, upgrade/ping/dispose),
-``audits`` (audits and their events: API side, worker leases, metrics), ``jobs``, ``keys`` (API keys), ``corpora``.
+``audits`` (audits and their events: API side, worker leases, metrics), ``jobs``, ``keys`` (API keys), ``corpora``,
+``retention`` (delete what is past FAITHAUDIT_RETENTION_DAYS).
 Workers and the API both import it from here; it imports nothing of ``faithaudit.service``.
 """
 
@@ -16,6 +17,7 @@ from faithaudit.store.base import StoreBase
 from faithaudit.store.corpora import CorporaStore, CorpusRow
 from faithaudit.store.jobs import JobRow, JobsStore
 from faithaudit.store.keys import ApiKeyInfo, KeysStore, hash_key
+from faithaudit.store.retention import RetentionStore
 from faithaudit.store.schema import (
     ACTIVE,
     FINISHED,
@@ -27,7 +29,7 @@ from faithaudit.store.schema import (
 )
 
 
-class Store(AuditsStore, JobsStore, KeysStore, CorporaStore, StoreBase):
+class Store(AuditsStore, JobsStore, KeysStore, CorporaStore, RetentionStore, StoreBase):
     """All reads and writes of the service's database."""
 
 

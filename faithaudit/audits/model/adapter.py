@@ -23,8 +23,6 @@ from faithaudit.audits.model.chat import chat_messages
 if TYPE_CHECKING:
     from faithaudit.audits.provenance import AttentionProbe
 
-_LOGIT_CLAMP = 1e-7
-
 
 @dataclass(frozen=True)
 class ResponseScore:
@@ -39,9 +37,10 @@ class ResponseScore:
 
     @property
     def logit_prob(self) -> float:
-        """Sum over tokens of log(p / (1 - p)): ContextCite's regression target."""
-        p = np.clip(np.exp(self.token_logprobs), _LOGIT_CLAMP, 1 - _LOGIT_CLAMP)
-        return float(np.sum(np.log(p) - np.log1p(-p)))
+        """log p - log(1 - p) of the whole response: ContextCite's regression target (``reliance.sequence_logit``)."""
+        from faithaudit.audits.reliance import sequence_logit
+
+        return float(sequence_logit(self.logprob))
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,13 @@ class ModelAdapter(TextAdapter, Protocol):
     ) -> tuple[ResponseScore, CachedContext | None]: ...
 
     def generate(
-        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        max_new_tokens: int,
+        reuse: CachedContext | None = None,
+        temperature: float | None = None,  # None: greedy; else a sample seeded with ``seed``
+        seed: int = 0,
     ) -> list[int]: ...
 
 

@@ -29,6 +29,7 @@ class FakeModelAdapter(ChatPromptMixin):
     effects: Mapping[str, float] = field(default_factory=dict)
     answers: Sequence[tuple[str, str]] = ()
     default_answer: str = "I do not know."
+    samples: Sequence[str] = ()  # what sampling returns, by seed (greedy answers otherwise)
     attention: Mapping[str, float] = field(default_factory=dict)
     base_logprob: float = -20.0
     margin: float = 5.0  # top-1 minus top-2 log-prob at every response position
@@ -97,11 +98,13 @@ class FakeModelAdapter(ChatPromptMixin):
         for layer in range(self.num_layers):
             probe.per_layer[layer] = raw.copy()
 
-    def generate(self, prompt_ids, *, max_new_tokens: int, reuse=None) -> list[int]:
+    def generate(self, prompt_ids, *, max_new_tokens: int, reuse=None, temperature=None, seed: int = 0) -> list[int]:
         prefix = min(reuse.common_prefix(prompt_ids), len(prompt_ids) - 1) if reuse is not None else 0
         self._count(len(prompt_ids) - prefix)
         present = self._present(prompt_ids)
         answer = next((a for w, a in self.answers if w in present), self.default_answer)
+        if temperature is not None and self.samples:
+            answer = self.samples[seed % len(self.samples)]
         return self.encode(answer)[:max_new_tokens]
 
     def _count(self, fed: int) -> None:

@@ -126,10 +126,17 @@ class HFModelAdapter(ChatPromptMixin):
 
     @torch.inference_mode()
     def generate(
-        self, prompt_ids: Sequence[int], *, max_new_tokens: int, reuse: CachedContext | None = None
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        max_new_tokens: int,
+        reuse: CachedContext | None = None,
+        temperature: float | None = None,
+        seed: int = 0,
     ) -> list[int]:
-        """Greedy continuation. With ``reuse``, the prompt's common prefix with that cached sequence is not fed
-        again (the prompts of answer flips and policy replay share most of their tokens with the full one)."""
+        """Greedy continuation, or with ``temperature`` a sample (no top-k/top-p cut; torch's RNG forked and seeded
+        with ``seed``). With ``reuse``, the prompt's common prefix with that cached sequence is not fed again (the
+        prompts of answer flips and policy replay share most of their tokens with the full one)."""
         from transformers import DynamicCache
 
         input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
@@ -141,18 +148,22 @@ class HFModelAdapter(ChatPromptMixin):
                 ddp_cache_data=[(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv],
                 config=self.model.config,
             )
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            cache=cache,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            eos_token_id=self._stop_ids,
-            pad_token_id=self._stop_ids[0],
+        decoding = (
+            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+            if temperature is None
+            else {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
         )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                cache=cache,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=self._stop_ids,
+                pad_token_id=self._stop_ids[0],
+                **decoding,
+            )
         new = out[0, input_ids.shape[1] :].tolist()
         while new and new[-1] in self._stop_ids:
             new.pop()

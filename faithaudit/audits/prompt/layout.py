@@ -104,3 +104,17 @@ def check_fits(prompt_len: int, response_len: int, model: TextAdapter) -> None:
             f"the prompt is {prompt_len} tokens and the response {response_len}: {total} tokens, over the "
             f"context window of {model.name} ({model.context_window} tokens); send fewer or shorter documents",
         )
+
+
+def check_paraphrases_fit(request: AuditRequest, model: TextAdapter, response_len: int) -> None:
+    """Each ``audit.paraphrases`` query must fit the context window with the sources and the response (a 422
+    naming it), at submit and in the worker alike."""
+    for k, paraphrase in enumerate(request.audit.paraphrases):
+        layout, _, _ = request_layout(request.model_copy(update={"query": paraphrase}), model)
+        total = len(layout.build().ids) + response_len
+        if total > model.context_window:
+            raise InvalidRequestError.for_field(
+                f"audit.paraphrases[{k}]",
+                f"with this paraphrase the prompt and response are {total} tokens, over the context window of "
+                f"{model.name} ({model.context_window} tokens)",
+            )

@@ -12,6 +12,7 @@ from faithaudit.audits.report.controls import build_controls, limitations
 from faithaudit.audits.report.gate import evaluate_gate
 from faithaudit.audits.report.reading import agent_reading
 from faithaudit.audits.report.sources import source_reports
+from faithaudit.audits.report.stability import stability_report, unstable_labels
 from faithaudit.audits.report.summary import summarise
 from faithaudit.audits.scoring import BaseRun
 
@@ -31,6 +32,8 @@ def build_report(
     cited = cited_documents(response, list(dict.fromkeys(src.document_id for src in layout.sources)))
     sources = source_reports(layout, base, found, rules=request.audit.labels, response=response, cited_docs=cited)
     summary = summarise(request, sources, base, found, response_tokens=response_tokens, cited_docs=cited)
+    stability = stability_report(request, sources, found)
+    summary.flags.extend(f"unstable_label: {sid}" for sid in unstable_labels(stability))
     return AuditReport(
         query=request.query,
         response=response,
@@ -45,6 +48,7 @@ def build_report(
         cost=cost,
         agent=agent_report(layout, [s.reading or "" for s in sources]) if layout.steps else None,
         controls=build_controls(request, model, layout, found),
+        stability=stability,
         limitations=limitations(request, model, layout, found),
     )
 

@@ -10,8 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 from faithaudit.api_schemas import AuditRequest, Controls
 from faithaudit.api_schemas.report import MaskControls
 from faithaudit.audits import interventions
-from faithaudit.audits.ablation import AdaptivePolicy
-from faithaudit.audits.context import Findings
+from faithaudit.audits.ablation import BOOTSTRAP_RESAMPLES, AdaptivePolicy
+from faithaudit.audits.context import Findings, Surrogate
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.placebos import PLACEBO_SEED_OFFSET
 from faithaudit.audits.prompt.layout import SourceLayout
@@ -52,7 +52,7 @@ def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLay
             "flip_max_new_tokens": None if check is None else check.max_new_tokens,
             "flip_rule": "a regenerated answer flips when it loses a word of the answer span",
         },
-        masks=_masks(request) if found.surrogate is not None else None,
+        masks=_masks(request, found.surrogate) if found.surrogate is not None else None,
         placebos={
             "count": 0 if found.placebos is None else len(found.placebos.texts),
             "generator": "neutral English filler sentences, length-matched to a seeded real source, no word shared "
@@ -77,20 +77,23 @@ def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLay
     )
 
 
-def _masks(request: AuditRequest) -> MaskControls:
+def _masks(request: AuditRequest, fit: Surrogate) -> MaskControls:
     opts = request.audit
-    adaptive = opts.num_ablations is None
+    designs = {
+        "exhaustive": "every keep-mask (2^n <= the budget): exact Banzhaf values, 4-fold cross-validated LDS",
+        "random": "distinct Bernoulli(keep_probability) masks from one seeded stream; held-out masks (none in the "
+        f"fit set) from seed + {interventions.HELD_OUT_SEED_OFFSET}",
+        "adaptive": f"adaptive: distinct masks in batches up to {AdaptivePolicy().max_masks}, stopping once the fit "
+        "is stable; each batch predicted before it joins the fit",
+    }
     return MaskControls(
-        count=opts.num_ablations,
-        held_out=0 if adaptive else interventions.held_out_count(opts.num_ablations),
-        design=(
-            f"adaptive: batches up to {AdaptivePolicy().max_masks} masks, stopping once the fit is stable"
-            if adaptive
-            else "independent Bernoulli(keep_probability) per source, seeded; held-out masks from seed + "
-            f"{interventions.HELD_OUT_SEED_OFFSET}"
-        ),
+        count=fit.masks,
+        held_out=fit.held_out,
+        design=designs[fit.design],
+        design_kind=fit.design,
         keep_probability=opts.keep_probability,
         lasso_alpha=opts.lasso_alpha,
+        bootstrap_resamples=BOOTSTRAP_RESAMPLES if fit.interval is not None else None,
     )
 
 

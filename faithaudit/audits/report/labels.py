@@ -4,13 +4,15 @@ With ``lo, hi`` the reliance interval (over document orders; reliance +- floor f
 ``floor`` the placebo noise floor (0 without placebos):
 
   decisive              lo >= max(decisive, floor), or a counted answer flip and lo > floor
-  attended_not_relied   attention >= attended_factor / n and the source is not supporting, distracting or decisive
-  relied_not_attended   supporting, but attention < not_attended_factor / n
+  attended_not_relied   attention ratio >= attended_factor and the source is not supporting, distracting or decisive
+  relied_not_attended   supporting, but attention ratio < not_attended_factor
   supporting            lo >= max(supporting, floor)
   distracting           hi <= min(distracting, -floor)
   within_noise          otherwise
 
-Attention labels never override ``decisive``. A flip counts only when the greedy answer is stable (``flips``).
+The attention ratio is the source's share over what neutral text gets at its position (the attention baseline),
+or, without a baseline, its share x n (1 = an even split). Attention labels never override ``decisive``. A flip
+counts only when the greedy answer is stable (``flips``).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def label_source(
     reliance: float | None,
     interval: tuple[float, float] | None,
     floor: float,
-    attention: float | None,
+    attention_ratio: float | None,
+    positional: bool,
     flip_counted: bool,
-    num_sources: int,
     rules: LabelThresholds,
 ) -> Verdict:
     if reliance is None:
@@ -45,18 +47,24 @@ def label_source(
     if flip_counted and lo > floor:
         return Verdict("decisive", f"{span}: the answer loses its answer span without it, and the interval is above")
     measured = _by_reliance(lo, hi, floor, rules)
-    if attention is not None:
-        many, few = rules.attended_factor / num_sources, rules.not_attended_factor / num_sources
-        if measured == "within_noise" and attention >= many:
-            return Verdict("attended_not_relied", f"{span}, attention {attention:.2f} >= {many:.2f}: read, not used")
-        if measured == "supporting" and attention < few:
-            return Verdict("relied_not_attended", f"{span}, attention {attention:.2f} < {few:.2f}: used, barely read")
+    if attention_ratio is not None:
+        many, few, basis = rules.attended_factor, rules.not_attended_factor, _basis(positional)
+        if measured == "within_noise" and attention_ratio >= many:
+            why = f"{span}, attention {attention_ratio:.2f}x {basis} >= {many:g}x: read, not used"
+            return Verdict("attended_not_relied", why)
+        if measured == "supporting" and attention_ratio < few:
+            why = f"{span}, attention {attention_ratio:.2f}x {basis} < {few:g}x: used, barely read"
+            return Verdict("relied_not_attended", why)
     reasons = {
         "supporting": f"the whole interval is above max({rules.supporting:g}, floor)",
         "distracting": f"the whole interval is below min({rules.distracting:g}, -floor)",
         "within_noise": "the interval reaches into the noise",
     }
     return Verdict(measured, f"{span}: {reasons[measured]}")
+
+
+def _basis(positional: bool) -> str:
+    return "neutral text at its position" if positional else "an even split"
 
 
 def _by_reliance(lo: float, hi: float, floor: float, rules: LabelThresholds) -> str:

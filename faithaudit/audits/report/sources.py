@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from faithaudit.api_schemas import SourceReport
 from faithaudit.api_schemas.request import LabelThresholds
 from faithaudit.audits.context import Findings
@@ -18,6 +20,11 @@ DIGITS = 6  # reports round floats so that two runs serialise byte-identically
 
 def rounded(x: float | None) -> float | None:
     return None if x is None else round(float(x), DIGITS)
+
+
+def pair(rows, i: int) -> tuple[float, float] | None:
+    """Row ``i`` of an [n, 2] array as a rounded (low, high), or None."""
+    return None if rows is None else (rounded(rows[i][0]), rounded(rows[i][1]))
 
 
 def preview(text: str, limit: int = 160) -> str:
@@ -57,6 +64,7 @@ def source_reports(
     cal = Calibration.of(found)
     rel = [None if found.reliance is None else float(found.reliance[i]) for i in range(n)]
     att = [None if found.attention is None else float(found.attention.share[i]) for i in range(n)]
+    ratios = attention_ratios(found, n)
     rel_ranks, att_ranks = ranks_descending(rel), ranks_descending(att)
     counted = found.flip_check is not None and found.flip_check.counted
     steps = {s.id: s for s in layout.steps}
@@ -68,9 +76,9 @@ def source_reports(
             reliance=rel[i],
             interval=interval,
             floor=cal.floor,
-            attention=att[i],
+            attention_ratio=ratios[i],
+            positional=found.attention_baseline is not None,
             flip_counted=counted and flip is not None and flip.changed,
-            num_sources=n,
             rules=rules,
         )
         report = _measured(src, base, found, i, reliance=rel[i], attention=att[i]).model_copy(
@@ -105,11 +113,43 @@ def _measured(
         attention=rounded(attention),
         attention_raw=None if reading is None else rounded(reading.raw[i]),
         attention_by_layer=None if reading is None else [round(float(v), DIGITS) for v in reading.by_layer[:, i]],
+        **_attention_detail(found, base, i),
         reliance=rounded(reliance),
         surrogate_weight=None if fit is None else rounded(fit.weights[i]),
+        surrogate_interval=None if fit is None else pair(fit.interval, i),
+        banzhaf=None if fit is None or fit.banzhaf is None else rounded(fit.banzhaf[i]),
+        banzhaf_range=None if fit is None else pair(fit.banzhaf_range, i),
         answer_changed=None if flip is None else flip.changed,
         answer_without=None if flip is None else flip.without,
     )
+
+
+def attention_ratios(found: Findings, n: int) -> list[float | None]:
+    """Each source's attention share over what neutral text gets at its position, else over 1/n."""
+    if found.attention is None:
+        return [None] * n
+    share = found.attention.share
+    if found.attention_baseline is None:
+        return [float(share[i]) * n for i in range(n)]
+    base = found.attention_baseline.share
+    return [float(share[i] / base[i]) if base[i] > 0 else None for i in range(n)]
+
+
+def _attention_detail(found: Findings, base: BaseRun, i: int) -> dict:
+    reading = found.attention
+    if reading is None:
+        return {}
+    start, end = base.prompt.spans[i]
+    totals = reading.by_layer.sum(axis=1, keepdims=True)
+    per_layer = np.divide(reading.by_layer, totals, out=np.zeros_like(reading.by_layer), where=totals > 0)[:, i]
+    baseline = None if found.attention_baseline is None else float(found.attention_baseline.share[i])
+    return {
+        "attention_per_token": rounded(reading.share[i] / max(end - start, 1)),
+        "attention_layer_max": rounded(per_layer.max()),
+        "attention_layer_argmax": int(per_layer.argmax()),
+        "attention_position_baseline": rounded(baseline),
+        "attention_position_ratio": rounded(reading.share[i] / baseline) if baseline else None,
+    }
 
 
 def _with_tool_fields(source: SourceReport, step, found: Findings, i: int, response: str) -> SourceReport:

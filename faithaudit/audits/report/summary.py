@@ -56,6 +56,7 @@ def summarise(
         flips_counted=None if check is None else check.counted,
         surrogate_lds=None if fit is None else rounded(fit.lds),
         surrogate_bias=None if fit is None else rounded(fit.bias),
+        surrogate_lds_method=None if fit is None else fit.lds_method,
         citation_precision=rounded(precision),
         citation_recall=rounded(recall),
         answer_full=found.answer_full,

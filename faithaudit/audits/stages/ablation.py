@@ -1,7 +1,9 @@
-"""``context_ablation``: random keep-masks scored against the fixed response, and ContextCite's linear surrogate.
+"""``context_ablation``: keep-masks scored against the fixed response, and ContextCite's linear surrogate.
 
-An explicit ``num_ablations`` is honoured exactly (plus held-out masks for the LDS); ``None`` is adaptive (up to
-the policy's cap, reusing the leave-one-out, no-context and full passes). The math is ``audits.ablation``.
+The design follows the budget (``audits.ablation.plan_design``): every mask when 2^n fits ``num_ablations``
+(exact Banzhaf values, cross-validated LDS), else that many distinct random masks plus held-out ones; ``None`` is
+adaptive (up to the policy's cap, reusing the leave-one-out, no-context and full passes). The math is
+``audits.ablation``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,15 @@ from dataclasses import replace
 import numpy as np
 
 from faithaudit.api_schemas import AuditOptions
-from faithaudit.audits import ablation, interventions
+from faithaudit.audits import ablation
 from faithaudit.audits.context import Findings, StageContext, Surrogate
 from faithaudit.audits.plan import register_stage
 from faithaudit.audits.reliance import LassoSolver
-from faithaudit.audits.scoring import logit_probs, score_masks
+from faithaudit.audits.scoring import logprobs, score_masks
 
 
 def planned_masks(options: AuditOptions, num_sources: int) -> int:
-    if options.num_ablations is None:  # adaptive: at most the policy's cap, no extra held-out masks
-        return ablation.AdaptivePolicy().max_masks
-    return options.num_ablations + interventions.held_out_count(options.num_ablations)
+    return ablation.planned_passes(num_sources, options.num_ablations)
 
 
 @register_stage("context_ablation", passes=planned_masks, order=30)
@@ -30,21 +30,18 @@ def context_ablation(ctx: StageContext, found: Findings) -> Findings:
     on_each = ctx.progress.ticker("context_ablation")
 
     def score(masks: np.ndarray) -> np.ndarray:
-        return logit_probs(score_masks(ctx.model, ctx.layout, ctx.response_ids, masks, base=ctx.base, on_each=on_each))
+        return logprobs(score_masks(ctx.model, ctx.layout, ctx.response_ids, masks, base=ctx.base, on_each=on_each))
 
-    common = dict(
-        keep_probability=opts.keep_probability, seed=opts.seed, solver=ctx.solver or LassoSolver(opts.lasso_alpha)
+    samples = [(np.ones(n, dtype=bool), ctx.base.score), *found.reused]
+    result = ablation.run_ablation(
+        score,
+        n,
+        opts.num_ablations,
+        keep_probability=opts.keep_probability,
+        seed=opts.seed,
+        solver=ctx.solver or LassoSolver(opts.lasso_alpha),
+        tokens=len(ctx.response_ids),
+        reused_masks=np.stack([m for m, _ in samples]),
+        reused_logprobs=logprobs([s for _, s in samples]),
     )
-    if opts.num_ablations is not None:
-        result = ablation.fixed_ablation(score, n, opts.num_ablations, **common)
-    else:
-        samples = [(np.ones(n, dtype=bool), ctx.base.score), *found.reused]
-        result = ablation.adaptive_ablation(
-            score,
-            n,
-            reused_masks=np.stack([m for m, _ in samples]),
-            reused_targets=logit_probs([s for _, s in samples]),
-            **common,
-        )
-    fit = Surrogate(weights=result.surrogate.weights, bias=result.surrogate.bias, lds=result.lds)
-    return replace(found, surrogate=fit)
+    return replace(found, surrogate=Surrogate.of(result))

@@ -112,7 +112,9 @@ def list_audits(
     status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")] = None,
     gate_passed: bool | None = None,
 ) -> AuditList:
-    rows, next_cursor = store.list_audits(tenant, limit=limit, cursor=cursor, status=status, gate_passed=gate_passed)
+    rows, next_cursor = store.list_audits(
+        tenant, limit=limit, cursor=cursor or None, status=status, gate_passed=gate_passed
+    )  # an empty cursor is the first page
     return AuditList(items=[AuditSummary(**_summary(r)) for r in rows], next_cursor=next_cursor)
 
 
@@ -121,8 +123,10 @@ async def get_audit(audit_id: str, request: Request, tenant: CurrentTenant, stor
     row = await run_in_threadpool(_owned, store, audit_id, tenant)
     report_url = None
     if row.status == "succeeded":
-        query = signing.signed_query(settings.signing_secret, row.id, row.tenant, ttl=settings.report_link_seconds)
-        report_url = str(request.url_for("report_html", audit_id=row.id)) + "?" + query
+        secret = request.app.state.signing_secret
+        query = signing.signed_query(secret, row.id, row.tenant, ttl=settings.report_link_seconds)
+        path = request.app.url_path_for("report_html", audit_id=row.id)
+        report_url = f"{(settings.public_url or '').rstrip('/')}{path}?{query}"
     report = AuditReport.model_validate(row.report) if row.report is not None else None
     return AuditStatus(**_summary(row), report=report, report_url=report_url)
 
@@ -147,7 +151,8 @@ async def report_html(
     """The report page: with an API key, or with a signed link (``expires`` + ``sig``) and no header."""
     if sig is not None and expires is not None and api_key_from(request) is None:
         row = await run_in_threadpool(store.get_audit, audit_id) if _AUDIT_ID.fullmatch(audit_id) else None
-        if row is None or not signing.verify(settings.signing_secret, row.id, row.tenant, expires=expires, sig=sig):
+        secret = request.app.state.signing_secret
+        if row is None or not signing.verify(secret, row.id, row.tenant, expires=expires, sig=sig):
             raise ForbiddenError("this report link is invalid or has expired; ask the API for a new report_url")
     else:
         tenant = await current_tenant(request, store)

@@ -5,7 +5,6 @@ Each POST validates, stores a job and enqueues it (202 + the job id to poll); th
 
 from __future__ import annotations
 
-import json
 import re
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -21,10 +20,12 @@ from faithaudit.api_schemas import (
     JobAccepted,
     JobStatus,
 )
+from faithaudit.api_schemas.edge import printable
+from faithaudit.api_schemas.request import CORPUS_NAME_PATTERN
 from faithaudit.api_schemas.service import JobLinks
 from faithaudit.errors import FieldError, InvalidRequestError, NotFoundError
 from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep
-from faithaudit.service.validation import parse_body
+from faithaudit.service.validation import load_json, parse_body
 from faithaudit.store import JobRow
 
 router = APIRouter(tags=["corpora", "gates"])
@@ -65,6 +66,11 @@ def _owned_job(store, job_id: str, tenant: str) -> JobRow:
     return row
 
 
+def _is_corpus_name(name: str) -> bool:
+    """A name no corpus can have (a NUL, a lone surrogate, a slash) is a 404 before any database sees it."""
+    return re.fullmatch(CORPUS_NAME_PATTERN, name) is not None
+
+
 def _corpus_info(row) -> CorpusInfo:
     return CorpusInfo(
         name=row.name,
@@ -103,8 +109,8 @@ async def add_corpus_documents(
     enqueuer: EnqueuerDep,
 ) -> JSONResponse:
     """Embed more documents into an existing corpus on a worker (404 for an unknown corpus)."""
-    if await run_in_threadpool(store.get_corpus, tenant, name) is None:
-        raise NotFoundError(f"no corpus {name!r}")
+    if not _is_corpus_name(name) or await run_in_threadpool(store.get_corpus, tenant, name) is None:
+        raise NotFoundError(f"no corpus {printable(name)!r}")
     body = parse_body(CorpusDocumentsIn, await request.body(), "documents")
     payload = {"corpus": name, "documents": [d.model_dump(mode="json") for d in body.documents]}
     row = await run_in_threadpool(lambda: store.create_job(tenant=tenant, kind="corpus_add", payload=payload))
@@ -118,9 +124,9 @@ def list_corpora(tenant: CurrentTenant, store: StoreDep) -> list[CorpusInfo]:
 
 @router.get("/v1/corpora/{name}", response_model=CorpusInfo)
 def get_corpus(name: str, tenant: CurrentTenant, store: StoreDep) -> CorpusInfo:
-    row = store.get_corpus(tenant, name)
+    row = store.get_corpus(tenant, name) if _is_corpus_name(name) else None
     if row is None:
-        raise NotFoundError(f"no corpus {name!r}")
+        raise NotFoundError(f"no corpus {printable(name)!r}")
     return _corpus_info(row)
 
 
@@ -151,11 +157,7 @@ def _store_gate(raw: bytes, *, tenant: str, settings, store) -> JobRow:
     from faithaudit.gating.suite import parse_suite_data, resolve_cases
     from faithaudit.service.validation import check_corpus, check_served
 
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequestError.for_field("body", f"not valid JSON: {str(exc)[:200]}") from None
-    suite = parse_suite_data(data)
+    suite = parse_suite_data(load_json(raw))
     cases = resolve_cases(suite, base_dir=None)
     for case in cases:
         prefix = f"cases[{case.index}].request."
