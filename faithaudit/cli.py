@@ -35,8 +35,21 @@ class BadInput(Exception):
     """A problem with what the user gave us: printed without a traceback, exit 2."""
 
 
-def load_request(path: Path):
-    """Read and validate a request file; every problem becomes ``BadInput`` naming the field."""
+def _with_overrides(data: dict, overrides: dict) -> dict:
+    """``data`` with each dotted path in ``overrides`` set (``audit.seed`` -> data["audit"]["seed"])."""
+    out = json.loads(json.dumps(data))
+    for path, value in overrides.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else node
+        node[leaf] = value
+    return out
+
+
+def load_request(path: Path, *, overrides: dict | None = None):
+    """Read and validate a request file (with command-line ``overrides``, dotted paths); every problem becomes
+    ``BadInput`` naming the field."""
     from pydantic import ValidationError
 
     from faithaudit.api_schemas import AuditRequest, validation_fields
@@ -58,11 +71,33 @@ def load_request(path: Path):
         check_edge(data)
     except EdgeError as exc:
         raise BadInput(f"{path}: invalid audit request\n  {exc.path}: {exc.msg}") from exc
+    if overrides and isinstance(data, dict):
+        data = _with_overrides(data, overrides)
     try:
         return AuditRequest.model_validate(data)
     except ValidationError as exc:
         lines = [f"  {field}: {msg}" for field, msg in validation_fields(exc)]
         raise BadInput(f"{path}: invalid audit request\n" + "\n".join(lines)) from exc
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from faithaudit import __version__
+
+        typer.echo(f"faithaudit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the faithaudit version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Audit what an LLM answer relies on."""
 
 
 @app.command()
@@ -73,12 +108,23 @@ def audit(
     ] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report page here.")] = None,
     tenant: Annotated[str, typer.Option("--tenant", help="Whose corpora a retriever pipeline reads.")] = "local",
+    methods: Annotated[
+        str | None, typer.Option("--methods", help="Comma-separated audit.methods (replaces the request's).")
+    ] = None,
+    num_ablations: Annotated[int | None, typer.Option("--num-ablations", help="audit.num_ablations.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="audit.seed.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model.name: a built-in name or a local path.")] = None,
+    fail_on_gate: Annotated[
+        bool,
+        typer.Option("--fail-on-gate", help="Exit as `faithaudit gate` does: 1 a threshold failed, 3 not evaluated."),
+    ] = False,
 ) -> None:
     """Audit one case and print the reliance table."""
     from faithaudit.errors import InvalidRequestError
 
+    overrides = _overrides(methods=methods, num_ablations=num_ablations, seed=seed, model=model)
     try:
-        request = load_request(case)
+        request = load_request(case, overrides=overrides)
         report = _run(request, tenant=tenant)
     except BadInput as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -99,6 +145,29 @@ def audit(
         from faithaudit.service.html_report import render_report_html
 
         _write(html_out, render_report_html(report))
+    if fail_on_gate:
+        raise typer.Exit(gate_exit_code(report))
+
+
+def _overrides(**flags) -> dict:
+    """Command-line flags as request fields (dotted paths) to set over the file's."""
+    paths = {"methods": "audit.methods", "num_ablations": "audit.num_ablations", "seed": "audit.seed",
+             "model": "model.name"}  # fmt: skip
+    out = {paths[k]: v for k, v in flags.items() if v is not None}
+    if "audit.methods" in out:
+        out["audit.methods"] = [m.strip() for m in out["audit.methods"].split(",") if m.strip()]
+    return out
+
+
+def gate_exit_code(report) -> int:
+    """0 passed; 1 a measured figure broke a threshold; 3 a threshold's figure was not measured."""
+    from faithaudit.gating.verdict import EXIT_FAILED, EXIT_NOT_EVALUATED, EXIT_PASSED
+
+    if report.gate.passed:
+        return EXIT_PASSED
+    if any(f.measured is not None for f in report.gate.failures):
+        return EXIT_FAILED
+    return EXIT_NOT_EVALUATED
 
 
 def _run(request, *, tenant: str = "local"):
@@ -112,6 +181,7 @@ def _run(request, *, tenant: str = "local"):
 
     settings = get_settings()
     name = request.model.name or settings.default_model
+    _quiet_loader_bars()
     with err.status(f"loading {name}", spinner="dots"):
         model = load_model(name, settings)
     with Progress(
@@ -121,11 +191,15 @@ def _run(request, *, tenant: str = "local"):
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task("auditing", total=1.0)
+        plain = PlainProgress(err) if not err.is_terminal else None
 
         def progress(fraction: float, stage: str) -> None:
             bar.update(task, completed=fraction, description=stage)
+            if plain is not None:
+                plain(fraction, stage)
 
         return audit_request(
             request,
@@ -137,6 +211,26 @@ def _run(request, *, tenant: str = "local"):
             max_source_chars=settings.max_source_chars,
             tools=registry_for,
         )
+
+
+def _quiet_loader_bars() -> None:
+    """The model loader's own tqdm bars ("Loading weights") would interleave with ours."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+class PlainProgress:
+    """Progress as plain lines on stderr when it is not a terminal (CI logs): one per stage, and every 10%."""
+
+    def __init__(self, console) -> None:
+        self.console, self.stage, self.step = console, None, -1
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        step = int(fraction * 10)
+        if stage != self.stage or step > self.step:
+            self.stage, self.step = stage, step
+            self.console.print(f"progress {fraction:4.0%} {stage}", highlight=False, soft_wrap=True)
 
 
 def _write(path: Path, text: str) -> None:
@@ -566,6 +660,9 @@ def serve(
 def worker(
     name: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port (its own container).")
+    ] = None,
 ) -> None:
     """Run a Celery worker (one audit at a time, the model loaded once per process)."""
     import os
@@ -575,6 +672,10 @@ def worker(
     from faithaudit.workers.celery_app import get_celery
 
     _store()
+    if metrics_port is not None:
+        from faithaudit.telemetry import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port)
     settings = get_settings()
     node = name or f"faithaudit-{socket.gethostname()}-{os.getpid()}"
     get_celery().worker_main(

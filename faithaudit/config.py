@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,6 +81,11 @@ class Settings(BaseSettings):
             if problem:
                 raise ValueError(f"FAITHAUDIT_SIGNING_SECRET {problem} (FAITHAUDIT_ENVIRONMENT={self.environment})")
         return self
+
+    @field_validator("metrics_token", "signing_secret", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v):
+        return None if isinstance(v, str) and not v.strip() else v
 
     @property
     def is_production(self) -> bool:

@@ -102,3 +102,27 @@ def test_same_request_gives_byte_identical_reports_in_two_processes(tmp_path):
     first, second = (AuditReport.model_validate(r).without_timings() for r in (first, second))
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     assert first["sources"][1]["reliance_rank"] == 1
+
+
+def test_version_flags_fail_on_gate_and_plain_progress(tmp_path, model):
+    from faithaudit import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"faithaudit {__version__}"
+    body = copy.deepcopy(BASE)
+    body["audit"] = {"placebos": 0, "orders": 1, "answer_flip_top_k": 0}
+    body["thresholds"] = {"min_context_reliance": 1000.0}  # cannot pass
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(body))
+    out = tmp_path / "r.json"
+    args = ["audit", str(case), "--json", str(out), "--methods", "leave_one_out,no_context", "--seed", "7"]
+    result = CliRunner().invoke(app, [*args, "--fail-on-gate"])
+    assert result.exit_code == 1, result.output
+    report = AuditReport.model_validate_json(out.read_text())
+    assert report.methods == ["leave_one_out", "no_context"] and report.controls.seed == 7
+    assert "progress" in result.stderr and "leave_one_out" in result.stderr  # plain lines: stderr is no terminal
+    assert "Loading weights" not in result.stderr
+    body["thresholds"] = {"max_attended_not_relied": 0}  # attention was not measured: not evaluated
+    case.write_text(json.dumps(body))
+    assert CliRunner().invoke(app, [*args, "--fail-on-gate"]).exit_code == 3
+    assert CliRunner().invoke(app, [*args, "--num-ablations", "2", "--methods", "context_ablation"]).exit_code == 2

@@ -285,3 +285,10 @@ def test_a_label_held_in_fewer_than_80_percent_of_variants_is_unstable():
     row = _source(key, variants)
     assert key.label == "decisive" and row.label_agreement == 0.6 and row.stable is False
     assert row.reliance_top1_rate == 1.0
+
+
+def test_request_metadata_and_tags_reach_the_report():
+    body = rag(placebos=0, orders=1).model_dump(mode="json", exclude_unset=True)
+    body |= {"metadata": {"trace_id": "0af7651916cd43dd8448eb211c80319c"}, "tags": ["checkout"]}
+    report = run_audit(AuditRequest.model_validate(body), scripted())
+    assert report.tags == ["checkout"] and report.metadata == {"trace_id": "0af7651916cd43dd8448eb211c80319c"}

@@ -200,10 +200,15 @@ def test_health_ready_metrics_openapi(api):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+    from faithaudit import telemetry
+
+    before = telemetry.SUBMITTED._value.get()
     client.post("/v1/audits", json=SMALL, headers=auth(keys["acme"]))
     text = client.get("/metrics").text
     assert 'faithaudit_audits{status="queued"} 1.0' in text
+    assert f"faithaudit_audits_submitted_total {before + 1}" in text  # counted where it happened
     assert "faithaudit_audit_duration_seconds_bucket" in text and "faithaudit_queue_depth" in text
+    assert "faithaudit_attempts_total" not in text  # no gauge named like a counter
     spec = client.get("/openapi.json").json()
     assert "/v1/audits" in spec["paths"] and "/v1/audits/{audit_id}/report.html" in spec["paths"]
     assert client.get("/docs").status_code == 200

@@ -72,7 +72,11 @@ def sqlite_url(tmp_path):
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
     with _database(tmp_path, database) as url:
-        env = service_env(tmp_path, database_url=url, broker_url="redis://127.0.0.1:6379/0")
+        metrics_dir = tmp_path / "prom"  # one container's processes share their metric files
+        metrics_dir.mkdir()
+        env = service_env(
+            tmp_path, database_url=url, broker_url="redis://127.0.0.1:6379/0", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+        )
         key = create_key(env, "acme")
         api, base = start_api(env, tmp_path / "api.log")
         worker = start_worker(env, tmp_path / "worker.log")
@@ -92,6 +96,12 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
                 assert max(sources, key=lambda k: sources[k]["reliance"]) == "calculator#3"
                 assert all(s["kind"] == "tool_output" and s["replay_without"] for s in sources.values())
                 assert "Tool calls" in httpx.get(agent["report_url"], timeout=10).text
+                # counters written where things happened (API: submitted; worker: finished, stage times)
+                metrics = client.get("/metrics").text
+                assert "faithaudit_audits_submitted_total 2.0" in metrics, metrics[:2000]
+                assert 'faithaudit_audits_finished_total{outcome="succeeded"} 2.0' in metrics
+                assert 'faithaudit_stage_duration_seconds_count{stage="leave_one_out"} 2.0' in metrics
+                assert "faithaudit_audit_duration_seconds_count 2.0" in metrics
         finally:
             worker.stop()
             api.stop()

@@ -24,7 +24,7 @@ GOLDEN = json.loads((Path(__file__).parent / "data" / "golden" / "rag.json").rea
 
 
 @pytest.mark.parametrize("environment", ["production", "Production", "PROD", " prod "])
-@pytest.mark.parametrize("secret", ["dev-only-insecure-secret", "change-me-to-a-long-random-string", "short", ""])
+@pytest.mark.parametrize("secret", ["dev-only-insecure-secret", "change-me-to-a-long-random-string", "short", "x" * 31])
 def test_production_refuses_weak_secrets(environment, secret):
     with pytest.raises(ValidationError, match="FAITHAUDIT_SIGNING_SECRET"):
         Settings(environment=environment, signing_secret=secret)
@@ -33,6 +33,7 @@ def test_production_refuses_weak_secrets(environment, secret):
 def test_production_accepts_a_long_secret_or_a_generated_one():
     assert Settings(environment="Production", signing_secret="k" * 32).is_production
     assert Settings(environment="production").signing_secret is None  # generated in the data dir at start
+    assert Settings(environment="production", signing_secret="  ").signing_secret is None  # empty is unset
 
 
 def _app(tmp_path: Path, **overrides):

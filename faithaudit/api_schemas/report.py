@@ -338,6 +338,8 @@ class AuditReport(_Out):
     limitations: list[str] = Field(
         default_factory=list, description="Plain sentences: what this audit cannot say (proxy model, unstable answer)."
     )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="The request's metadata, as sent.")
+    tags: list[str] = Field(default_factory=list, description="The request's tags.")
 
     @model_validator(mode="before")
     @classmethod

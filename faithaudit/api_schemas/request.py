@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -237,6 +238,11 @@ class Thresholds(_Strict):
         return data
 
 
+MAX_METADATA_BYTES = 16_384
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/=@+-]{0,63}$"
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+
+
 class AuditRequest(_Strict):
     query: str = Field(min_length=1)
     pipeline: Pipeline
@@ -245,6 +251,30 @@ class AuditRequest(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     audit: AuditOptions = Field(default_factory=AuditOptions)
     thresholds: Thresholds | None = None
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form JSON carried into the report (a trace id, a span id, the source system): at most "
+        f"{MAX_METADATA_BYTES} bytes serialised; strings pass the same edge as every body.",
+    )
+    tags: list[Tag] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Short labels (letters, digits, _.:/=@+-; up to 64 characters) to group and filter audits: "
+        "GET /v1/audits?tag=...",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, v: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes serialised; at most {MAX_METADATA_BYTES}")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _dedupe_tags(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
     @model_validator(mode="before")
     @classmethod

@@ -44,6 +44,7 @@ class AuditSummary(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
+    tags: list[str] = Field(default_factory=list, description="The request's tags.")
 
 
 class AuditStatus(AuditSummary):

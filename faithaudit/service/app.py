@@ -94,9 +94,7 @@ def create_app(
     app.state.auth_enabled = auth_enabled
     app.state.signing_secret = settings.signing_secret or signing.load_or_create_secret(settings.data_dir)
     app.state.key_cache = KeyCache(ttl=settings.key_cache_seconds)
-    app.add_middleware(
-        RequestEdge, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout_seconds
-    )
+    app.add_middleware(RequestEdge, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout_seconds)
     app.include_router(audits.router)
     app.include_router(jobs.router)
     app.include_router(health.router)

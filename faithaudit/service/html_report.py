@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from html import escape
 
@@ -74,11 +75,23 @@ def _header(report: AuditReport, title: str) -> str:
         f"<header><h1>{escape(title)}</h1>"
         f'<p class="muted">model <code>{escape(model.name)}</code> @ <code>{escape(model.revision)}</code>'
         f" · granularity {escape(report.granularity)} · methods {escape(', '.join(report.methods))}</p>"
-        f"{proxy}"
+        f"{proxy}{_labels_line(report)}"
         f'<h2>Query</h2><div class="block">{escape(report.query)}</div>'
         f'<h2>Response <span class="muted">({escape(report.response_origin)})</span></h2>'
         f'<div class="block">{escape(report.response)}</div></header>'
     )
+
+
+def _labels_line(report: AuditReport) -> str:
+    """The request's tags and metadata (escaped: they come from the client)."""
+    if not report.tags and not report.metadata:
+        return ""
+    tags = "".join(f'<span class="badge tag">{escape(t)}</span> ' for t in report.tags)
+    meta = " · ".join(
+        f"<code>{escape(str(k))}</code>={escape(json.dumps(v, ensure_ascii=False)[:200])}"
+        for k, v in report.metadata.items()
+    )
+    return f'<p class="muted" id="request-labels">{tags}{meta}</p>'
 
 
 def _summary(report: AuditReport) -> str:

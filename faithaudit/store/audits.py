@@ -25,6 +25,7 @@ from faithaudit.store.schema import (
     STATUSES,
     _as_utc,
     audit_events,
+    audit_tags,
     audits,
 )
 
@@ -138,6 +139,11 @@ class AuditsStore(StoreBase):
         try:
             with self._write() as conn:
                 conn.execute(audits.insert().values(**values))
+                tags = list(dict.fromkeys(request.get("tags") or []))
+                if tags:
+                    conn.execute(
+                        audit_tags.insert(), [{"audit_id": audit_id, "tag": t, "tenant": tenant} for t in tags]
+                    )
                 self._event(conn, audit_id, "queued", now)
                 row = self._fetch(conn, audit_id)
         except IntegrityError:
@@ -183,6 +189,7 @@ class AuditsStore(StoreBase):
         cursor: str | None = None,
         status: str | None = None,
         gate_passed: bool | None = None,
+        tag: str | None = None,
     ) -> tuple[list[AuditRow], str | None]:
         """One page, newest first, and the cursor of the next page (None at the end)."""
         if limit < 1:
@@ -194,6 +201,9 @@ class AuditsStore(StoreBase):
             query = query.where(audits.c.status == status)
         if gate_passed is not None:
             query = query.where(audits.c.gate_passed.is_(gate_passed))
+        if tag is not None:
+            tagged = sa.select(audit_tags.c.audit_id).where(audit_tags.c.tenant == tenant, audit_tags.c.tag == tag)
+            query = query.where(audits.c.id.in_(tagged))
         if cursor is not None:
             created_at, after_id = decode_cursor(cursor)
             query = query.where(
@@ -217,6 +227,7 @@ class AuditsStore(StoreBase):
             if deleted.rowcount == 0:
                 return False
             conn.execute(audit_events.delete().where(audit_events.c.audit_id == audit_id))
+            conn.execute(audit_tags.delete().where(audit_tags.c.audit_id == audit_id))
         return True
 
     def cancel(self, audit_id: str, *, tenant: str | None = None, now: datetime | None = None) -> AuditRow | None:

@@ -83,6 +83,15 @@ audit_events = sa.Table(
     sa.Column("detail", sa.Text(), nullable=True),
 )
 
+audit_tags = sa.Table(
+    "audit_tags",
+    metadata,
+    sa.Column("audit_id", sa.String(32), primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Index("ix_audit_tags_tenant_tag", "tenant", "tag"),
+)
+
 
 corpora = sa.Table(
     "corpora",

@@ -15,6 +15,7 @@ import time
 import uuid
 from functools import lru_cache
 
+from faithaudit import telemetry
 from faithaudit.api_schemas import AuditRequest
 from faithaudit.config import get_settings
 from faithaudit.errors import FaithauditError, InvalidRequestError
@@ -100,6 +101,8 @@ def execute_audit(audit_id: str) -> str:
     if not claim.claimed:
         log.info("audit %s not run: %s", audit_id, claim.reason)
         return f"skipped:{claim.reason}"
+    telemetry.ATTEMPTS.inc()
+    started = time.monotonic()
     with _Lease(store, audit_id, lease_seconds=settings.lease_seconds) as lease:
         try:
             request = AuditRequest.model_validate(claim.audit.request)
@@ -117,15 +120,20 @@ def execute_audit(audit_id: str) -> str:
             )
         except LeaseLost:
             log.info("audit %s: lease lost (deleted, cancelled or reaped); stopping", audit_id)
+            telemetry.audit_finished("lease_lost")
             return "lease_lost"
         except InvalidRequestError as exc:
             store.fail(audit_id, WORKER_ID, error=exc.message)
+            telemetry.audit_finished("failed")
             return "failed"
         except Exception as exc:
             log.exception("audit %s failed", audit_id)
             store.fail(audit_id, WORKER_ID, error=f"{type(exc).__name__}: {exc}")
+            telemetry.audit_finished("failed")
             return "failed"
     written = store.finish(audit_id, WORKER_ID, report=report.model_dump(mode="json"), gate_passed=report.gate.passed)
+    seconds = time.monotonic() - started
+    telemetry.audit_finished("succeeded" if written else "duplicate", seconds=seconds, stages=report.cost.by_stage)
     return "succeeded" if written else "skipped:already_finished"
 
 
@@ -182,6 +190,7 @@ def _gate_job(job, settings, store) -> dict:
         max_sources=settings.max_sources,
         max_source_chars=settings.max_source_chars,
     )
+    telemetry.GATE_RESULTS.labels(suite=job.payload.get("suite") or "", result=verdict.status).inc()
     return verdict.model_dump(mode="json")
 
 

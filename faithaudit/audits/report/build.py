@@ -49,6 +49,8 @@ def build_report(
         agent=agent_report(layout, [s.reading or "" for s in sources]) if layout.steps else None,
         controls=build_controls(request, model, layout, found),
         stability=stability,
+        metadata=request.metadata,
+        tags=list(request.tags),
         limitations=limitations(request, model, layout, found),
     )
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from faithaudit import telemetry
 from faithaudit.api_schemas import (
     AuditAccepted,
     AuditList,
@@ -18,6 +19,7 @@ from faithaudit.api_schemas import (
     Links,
     Progress,
 )
+from faithaudit.api_schemas.request import TAG_PATTERN
 from faithaudit.errors import ConflictError, ForbiddenError, NotFoundError
 from faithaudit.service import signing
 from faithaudit.service.deps import (
@@ -54,6 +56,7 @@ def _summary(row: AuditRow) -> dict:
         "started_at": row.started_at,
         "finished_at": row.finished_at,
         "updated_at": row.updated_at,
+        "tags": list(row.request.get("tags") or []),
     }
 
 
@@ -77,6 +80,7 @@ async def submit_audit(
         idempotency_key=idempotency_key,
     )
     if created:  # after the response: the audit is already stored, and the reaper retries a failed send
+        telemetry.SUBMITTED.inc()
         background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer)
     body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id))
     headers = {"Location": body.links.self}
@@ -111,9 +115,10 @@ def list_audits(
     cursor: str | None = None,
     status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")] = None,
     gate_passed: bool | None = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
 ) -> AuditList:
     rows, next_cursor = store.list_audits(
-        tenant, limit=limit, cursor=cursor or None, status=status, gate_passed=gate_passed
+        tenant, limit=limit, cursor=cursor or None, status=status, gate_passed=gate_passed, tag=tag
     )  # an empty cursor is the first page
     return AuditList(items=[AuditSummary(**_summary(r)) for r in rows], next_cursor=next_cursor)
 

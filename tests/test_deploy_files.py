@@ -1,0 +1,50 @@
+"""The files under deploy/ (Prometheus scrape config, alert rules, the Grafana dashboard) name only metrics the
+service exports, and the compose file wires them; Docker is not available here, so this is read, not run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from faithaudit import telemetry
+
+ROOT = Path(__file__).resolve().parents[1]
+STORE_GAUGES = {"faithaudit_audits", "faithaudit_queue_depth", "faithaudit_audits_waiting"}
+
+
+def exported() -> set[str]:
+    names = set(STORE_GAUGES)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    for metric in telemetry.REGISTRY.collect():  # families, whether or not a labelled child exists yet
+        names |= {metric.name + suffix for suffix in suffixes[metric.type]}
+    return names
+
+
+def used(text: str) -> set[str]:
+    return set(re.findall(r"\bfaithaudit_[a-z_]+\b", text)) - {"faithaudit_metrics_token"}
+
+
+def test_alerts_and_dashboard_use_exported_metrics():
+    alerts = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in alerts["groups"] for r in g["rules"]]
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "faithaudit.json").read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    names = set().union(*(used(e) for e in exprs))
+    assert len(names) >= 8 and names <= exported(), names - exported()
+    assert not {n for n in names if "tenant" in n}
+
+
+def test_compose_runs_prometheus_and_grafana_with_the_token():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"prometheus", "grafana"} <= set(services)
+    assert "--metrics-port" in services["worker"]["command"]
+    assert compose["secrets"]["faithaudit_metrics_token"]["environment"] == "FAITHAUDIT_METRICS_TOKEN"
+    env = compose["x-faithaudit-env"]
+    assert env["FAITHAUDIT_ENVIRONMENT"] == "production" and "FAITHAUDIT_METRICS_TOKEN" in env
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    api_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "faithaudit-api")
+    assert api_job["authorization"]["credentials_file"].endswith("faithaudit_metrics_token")
