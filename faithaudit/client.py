@@ -118,8 +118,12 @@ class _Base:
         return ServiceUnavailable(f"{method} {self.base_url}{path}: no answer after {self.retries + 1} tries ({what})")
 
     @staticmethod
-    def _list_params(limit: int, cursor: str | None, status: str | None, gate_passed: bool | None) -> dict:
+    def _list_params(
+        limit: int, cursor: str | None, status: str | None, gate_passed: bool | None, tag: str | None = None
+    ) -> dict:
         params: dict[str, Any] = {"limit": limit}
+        if tag:
+            params["tag"] = tag
         if cursor:
             params["cursor"] = cursor
         if status:
@@ -192,9 +196,16 @@ class Client(_Base):
         return status.report
 
     def list(
-        self, *, limit: int = 20, cursor: str | None = None, status: str | None = None, gate_passed: bool | None = None
+        self,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        status: str | None = None,
+        gate_passed: bool | None = None,
+        tag: str | None = None,
     ) -> AuditList:
-        return self._call("GET", "/v1/audits", AuditList, params=self._list_params(limit, cursor, status, gate_passed))
+        params = self._list_params(limit, cursor, status, gate_passed, tag)
+        return self._call("GET", "/v1/audits", AuditList, params=params)
 
     def delete(self, audit_id: str) -> None:
         self._call("DELETE", f"/v1/audits/{audit_id}")
@@ -283,9 +294,15 @@ class AsyncClient(_Base):
         return status.report
 
     async def list(
-        self, *, limit: int = 20, cursor: str | None = None, status: str | None = None, gate_passed: bool | None = None
+        self,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        status: str | None = None,
+        gate_passed: bool | None = None,
+        tag: str | None = None,
     ) -> AuditList:
-        params = self._list_params(limit, cursor, status, gate_passed)
+        params = self._list_params(limit, cursor, status, gate_passed, tag)
         return await self._call("GET", "/v1/audits", AuditList, params=params)
 
     async def delete(self, audit_id: str) -> None:

@@ -54,6 +54,7 @@ def hostile_api(make_url):  # noqa: F811
     )
     with TestClient(app) as client:
         key = store.create_api_key("acme")[0]
+        client.store = store
         yield client, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     store.dispose()
 
@@ -102,3 +103,18 @@ def test_deep_metadata_and_bad_names_never_leave_a_row(hostile_api):
         assert client.post(url + "/documents", content=b"{}", headers=headers).status_code == 404
     r = client.post("/v1/gates", content=f'{{"name": "s{LONE}", "cases": []}}'.encode(), headers=headers)
     assert r.status_code == 422 and r.json()["error"]["fields"][0]["path"] == "name"
+
+
+def test_strange_but_valid_text_is_stored_and_read_back_exactly(hostile_api):
+    client, headers = hostile_api
+    odd = 'naïve 🚀 東京 \u2028 line\u2029 tab\t \\ "quoted" <b>bold</b> \u202eRTL \ufeff zero\u200bwidth'
+    body = json.dumps({**SMALL, "query": f"What? {odd}", "metadata": {odd: [odd, {"k": odd}]}, "tags": ["t:1"]})
+    r = client.post("/v1/audits", content=body.encode(), headers=headers)
+    assert r.status_code == 202, r.text
+    audit_id = r.json()["id"]
+    assert client.get(f"/v1/audits/{audit_id}", headers=headers).status_code == 200
+    stored = client.store.get_audit(audit_id).request
+    sent = json.loads(body)
+    assert stored["query"] == sent["query"] and stored["metadata"] == sent["metadata"]
+    listed = client.get("/v1/audits?tag=t:1", headers=headers).json()["items"]
+    assert [x["id"] for x in listed] == [audit_id]

@@ -84,3 +84,9 @@ def test_the_report_carries_them_and_the_page_shows_them_as_text():
     html = render_report_html(report)
     assert "<script>alert" not in html and "<img src=x" not in html and "&lt;script&gt;" in html
     assert 'id="request-labels"' in html
+
+
+def test_the_client_sends_the_tag_filter():
+    from faithaudit.client import Client
+
+    assert Client._list_params(20, None, None, None, "prod") == {"limit": 20, "tag": "prod"}
