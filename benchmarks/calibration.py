@@ -202,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             with rows_path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(f"{row['id']}: {row['labels']} floor {row['noise_floor_nats']} ({row['seconds']} s)", flush=True)
-    summary = summarise(args.part, rows) | {"command": " ".join(["benchmarks/calibration.py", *(argv or sys.argv[1:])])}
+    command = " ".join(["benchmarks/calibration.py", *(argv or sys.argv[1:])])
+    summary = summarise(args.part, rows) | {"command": command}
+    if args.summary_only and args.json.exists():  # keep the command that ran the cases
+        previous = json.loads(args.json.read_text()).get("command")
+        summary |= {"command": previous or command, "summary_command": command}
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
