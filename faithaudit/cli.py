@@ -42,7 +42,9 @@ def _with_overrides(data: dict, overrides: dict) -> dict:
         node = out
         *parents, leaf = path.split(".")
         for key in parents:
-            node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else node
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise BadInput(f"{key}: must be an object to take --{leaf.replace('_', '-')}")
         node[leaf] = value
     return out
 

@@ -9,14 +9,10 @@ import uuid
 
 import pytest
 from cases import load_example
-from fastapi.testclient import TestClient
+from inprocess import service_client
 from test_store import make_url, pg_admin  # noqa: F401 - fixtures: both databases
 
 from faithaudit.api_schemas.edge import MAX_DEPTH, EdgeError, check_edge
-from faithaudit.config import Settings
-from faithaudit.queue import Enqueuer
-from faithaudit.service.app import create_app
-from faithaudit.store import Store
 
 SMALL = load_example("fictional_fact.json") | {
     "audit": {"num_ablations": 4, "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
@@ -46,17 +42,10 @@ def test_check_edge_names_the_field():
 
 @pytest.fixture()
 def hostile_api(make_url):  # noqa: F811
-    settings = Settings(database_url=make_url(), queue_name=f"fa-test-{uuid.uuid4().hex[:8]}", signing_secret="x" * 40)
-    store = Store.from_settings(settings)
-    store.upgrade()
-    app = create_app(
-        settings, store=store, enqueuer=Enqueuer(settings.broker_url, settings.queue_name), run_reaper=False
-    )
-    with TestClient(app) as client:
+    with service_client(make_url(), signing_secret="x" * 40) as (client, store):
         key = store.create_api_key("acme")[0]
         client.store = store
         yield client, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    store.dispose()
 
 
 def _with(path: list, value_json: str) -> bytes:

@@ -6,37 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import pytest
-from fastapi.testclient import TestClient
+from inprocess import service_client
 
-from faithaudit.config import Settings
-from faithaudit.queue import Enqueuer
-from faithaudit.service.app import create_app
 from faithaudit.service.limits import RequestEdge, is_json_type
-from faithaudit.store import Store
 
 
 @pytest.fixture()
 def client(tmp_path):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'fa.db'}", queue_name=f"fa-{uuid.uuid4().hex[:8]}", data_dir=tmp_path
-    )
-    store = Store.from_settings(settings)
-    store.upgrade()
-    app = create_app(settings, store=store, enqueuer=Enqueuer(settings.broker_url, settings.queue_name),
-                     run_reaper=False)  # fmt: skip
+    with service_client(f"sqlite:///{tmp_path / 'fa.db'}", tmp_path, raise_server_exceptions=False) as (c, store):
 
-    @app.get("/boom")
-    def boom():
-        raise RuntimeError("a bug")
+        @c.app.get("/boom")
+        def boom():
+            raise RuntimeError("a bug")
 
-    with TestClient(app, raise_server_exceptions=False) as c:
-        key = store.create_api_key("acme")[0]
-        c.headers["X-API-Key"] = key
+        c.headers["X-API-Key"] = store.create_api_key("acme")[0]
         yield c
-    store.dispose()
 
 
 def test_a_body_that_stops_arriving_is_408_with_connection_close():
@@ -97,23 +83,12 @@ def test_is_json_type():
 
 
 def test_metrics_need_the_operator_token(tmp_path):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'fa.db'}", data_dir=tmp_path, metrics_token="m" * 24,
-        queue_name=f"fa-{uuid.uuid4().hex[:8]}",
-    )  # fmt: skip
-    store = Store.from_settings(settings)
-    store.upgrade()
-    app = create_app(settings, store=store, enqueuer=Enqueuer(settings.broker_url, settings.queue_name),
-                     run_reaper=False)  # fmt: skip
-    with TestClient(app) as c:
+    url = f"sqlite:///{tmp_path / 'fa.db'}"
+    with service_client(url, tmp_path, metrics_token="m" * 24) as (c, store):
         key = store.create_api_key("acme")[0]
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 401  # a tenant key
         r = c.get("/metrics", headers={"Authorization": "Bearer " + "m" * 24})
         assert r.status_code == 200 and "faithaudit_audits" in r.text and "acme" not in r.text
-    production = settings.model_copy(update={"metrics_token": None, "environment": "production"})
-    prod_app = create_app(production, store=store, enqueuer=Enqueuer(settings.broker_url, settings.queue_name),
-                          run_reaper=False)  # fmt: skip
-    with TestClient(prod_app) as c:
+    with service_client(url, tmp_path, environment="production") as (c, _):
         assert c.get("/metrics").status_code == 403
-    store.dispose()

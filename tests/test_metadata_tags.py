@@ -9,16 +9,12 @@ from pathlib import Path
 
 import pytest
 from cases import load_example
-from fastapi.testclient import TestClient
+from inprocess import service_client
 from pydantic import ValidationError
 from test_store import make_url, pg_admin  # noqa: F401 - fixtures: both databases
 
 from faithaudit.api_schemas import AuditReport, AuditRequest
-from faithaudit.config import Settings
-from faithaudit.queue import Enqueuer
-from faithaudit.service.app import create_app
 from faithaudit.service.html_report import render_report_html
-from faithaudit.store import Store
 
 SMALL = load_example("fictional_fact.json") | {
     "audit": {"num_ablations": 4, "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
@@ -42,16 +38,9 @@ def test_metadata_and_tags_are_validated():
 
 @pytest.fixture()
 def tagged_api(make_url):  # noqa: F811
-    settings = Settings(database_url=make_url(), queue_name=f"fa-{uuid.uuid4().hex[:8]}", signing_secret="s" * 40)
-    store = Store.from_settings(settings)
-    store.upgrade()
-    enqueuer = Enqueuer(settings.broker_url, settings.queue_name)
-    app = create_app(settings, store=store, enqueuer=enqueuer, run_reaper=False)
-    with TestClient(app) as client:
+    with service_client(make_url(), signing_secret="s" * 40) as (client, store):
         keys = {t: store.create_api_key(t)[0] for t in ("acme", "globex")}
         yield client, store, keys
-    enqueuer.purge()
-    store.dispose()
 
 
 def test_tags_filter_the_list_per_tenant_and_go_with_the_audit(tagged_api):

@@ -4,31 +4,18 @@ security and every status it can answer in the real error envelope; /docs and /r
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
-from fastapi.testclient import TestClient
+from inprocess import service_client
 
-from faithaudit.config import Settings
-from faithaudit.queue import Enqueuer
-from faithaudit.service.app import create_app
 from faithaudit.service.openapi import BODIES, PUBLIC
-from faithaudit.store import Store
 
 
 @pytest.fixture()
 def client(tmp_path):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'fa.db'}", queue_name=f"fa-{uuid.uuid4().hex[:8]}", data_dir=tmp_path
-    )
-    store = Store.from_settings(settings)
-    store.upgrade()
-    app = create_app(settings, store=store, enqueuer=Enqueuer(settings.broker_url, settings.queue_name),
-                     run_reaper=False)  # fmt: skip
-    with TestClient(app) as c:
+    with service_client(f"sqlite:///{tmp_path / 'fa.db'}", tmp_path) as (c, store):
         c.headers["X-API-Key"] = store.create_api_key("acme")[0]
         yield c
-    store.dispose()
 
 
 def _resolve(spec: dict, ref: str) -> dict:

@@ -9,17 +9,11 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from cases import ROOT, load_example
-from fastapi.testclient import TestClient
-
-from faithaudit.config import Settings
-from faithaudit.queue import Enqueuer
-from faithaudit.service.app import create_app
-from faithaudit.store import Store
+from inprocess import service_client
 
 SMALL = load_example("fictional_fact.json") | {
     "audit": {"num_ablations": 4, "answer_flip_top_k": 0, "placebos": 0, "orders": 1}
@@ -28,21 +22,13 @@ SMALL = load_example("fictional_fact.json") | {
 
 @pytest.fixture()
 def api(tmp_path):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'fa.db'}",
-        queue_name=f"fa-test-{uuid.uuid4().hex[:8]}",
-        signing_secret="test-secret",
-        max_body_bytes=50_000,
-        report_link_seconds=2,
-    )
-    store = Store.from_settings(settings)
-    store.upgrade()
-    enqueuer = Enqueuer(settings.broker_url, settings.queue_name)
-    app = create_app(settings, store=store, enqueuer=enqueuer, run_reaper=False)
-    with TestClient(app) as client:
+    url = f"sqlite:///{tmp_path / 'fa.db'}"
+    with service_client(url, signing_secret="test-secret", max_body_bytes=50_000, report_link_seconds=2) as (
+        client,
+        store,
+    ):
         keys = {t: store.create_api_key(t)[0] for t in ("acme", "globex")}
         yield client, store, keys
-    store.dispose()
 
 
 def auth(key: str) -> dict[str, str]:

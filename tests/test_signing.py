@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from cases import load_example
 from fastapi.testclient import TestClient
+from inprocess import service_app
 from pydantic import ValidationError
 
 from faithaudit.config import Settings
-from faithaudit.queue import Enqueuer
 from faithaudit.service import signing
-from faithaudit.service.app import create_app
 from faithaudit.store import Store
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden" / "rag.json").read_text())
@@ -37,16 +35,8 @@ def test_production_accepts_a_long_secret_or_a_generated_one():
 
 
 def _app(tmp_path: Path, **overrides):
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'fa.db'}",
-        queue_name=f"fa-test-{uuid.uuid4().hex[:8]}",
-        **overrides,
-    )
-    store = Store.from_settings(settings)
-    store.upgrade()
-    return create_app(settings, store=store, enqueuer=Enqueuer(settings.broker_url, settings.queue_name),
-                      run_reaper=False), store  # fmt: skip
+    app, store, _ = service_app(f"sqlite:///{tmp_path / 'fa.db'}", tmp_path / "data", **overrides)
+    return app, store
 
 
 def _succeeded(store: Store, tenant: str) -> str:

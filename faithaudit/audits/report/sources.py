@@ -128,11 +128,15 @@ def attention_ratios(found: Findings, n: int) -> list[float | None]:
     """Each source's attention share over what neutral text gets at its position, else over 1/n."""
     if found.attention is None:
         return [None] * n
-    share = found.attention.share
-    if found.attention_baseline is None:
-        return [float(share[i]) * n for i in range(n)]
-    base = found.attention_baseline.share
-    return [float(share[i] / base[i]) if base[i] > 0 else None for i in range(n)]
+    baseline = None if found.attention_baseline is None else found.attention_baseline.share
+    return position_ratios(found.attention.share, baseline)
+
+
+def position_ratios(share: np.ndarray, baseline: np.ndarray | None) -> list[float | None]:
+    """share / baseline per source (None where the baseline is 0); without a baseline, share x n."""
+    if baseline is None:
+        return [float(x) * len(share) for x in share]
+    return [float(x / b) if b > 0 else None for x, b in zip(share, baseline, strict=True)]
 
 
 def _attention_detail(found: Findings, base: BaseRun, i: int) -> dict:

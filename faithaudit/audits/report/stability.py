@@ -14,7 +14,7 @@ from faithaudit.api_schemas.report import SourceStability, Stability, VariantRep
 from faithaudit.audits.context import Findings, Variant
 from faithaudit.audits.noise import floor_intervals
 from faithaudit.audits.report.labels import label_source
-from faithaudit.audits.report.sources import rounded
+from faithaudit.audits.report.sources import Calibration, position_ratios, rounded
 
 MIN_LABEL_AGREEMENT = 0.8
 
@@ -46,22 +46,21 @@ def unstable_labels(stability: Stability | None) -> list[str]:
 
 
 def _variant(v: Variant, ids: list[str], request: AuditRequest, found: Findings) -> VariantReport:
-    n = len(ids)
-    floor = found.placebos.noise.floor if found.placebos is not None else 0.0
+    floor = Calibration.of(found).floor
     baseline = None if found.attention_baseline is None else found.attention_baseline.share
-    ratios = v.attention * n if baseline is None else np.divide(v.attention, np.maximum(baseline, 1e-12))
+    ratios = position_ratios(v.attention, baseline)
     intervals = floor_intervals(v.reliance, floor)
     labels = {
         ids[i]: label_source(
             reliance=float(v.reliance[i]),
             interval=intervals[i],
             floor=floor,
-            attention_ratio=float(ratios[i]),
+            attention_ratio=ratios[i],
             positional=baseline is not None,
             flip_counted=False,
             rules=request.audit.labels,
         ).label
-        for i in range(n)
+        for i in range(len(ids))
     }
     return VariantReport(
         kind=v.kind,

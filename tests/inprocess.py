@@ -1,0 +1,39 @@
+"""The API in-process (FastAPI TestClient) over a real store and a private queue on the real Redis broker, for the
+service tests that need no worker. ``service_app`` builds the app; ``service_client`` also opens a client and
+cleans up (queue purged, store disposed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from faithaudit.config import Settings
+from faithaudit.queue import Enqueuer
+from faithaudit.service.app import create_app
+from faithaudit.store import Store
+
+
+def service_app(database_url: str, data_dir: Path | None = None, **settings):
+    """(app, store, enqueuer) for ``database_url``, migrated, with a private queue; ``settings`` override."""
+    extra = {"data_dir": data_dir} if data_dir is not None else {}
+    config = Settings(database_url=database_url, queue_name=f"fa-test-{uuid.uuid4().hex[:8]}", **extra, **settings)
+    store = Store.from_settings(config)
+    store.upgrade()
+    enqueuer = Enqueuer(config.broker_url, config.queue_name)
+    return create_app(config, store=store, enqueuer=enqueuer, run_reaper=False), store, enqueuer
+
+
+@contextmanager
+def service_client(database_url: str, data_dir: Path | None = None, *, raise_server_exceptions: bool = True,
+                   **settings) -> Iterator[tuple[TestClient, Store]]:  # fmt: skip
+    app, store, enqueuer = service_app(database_url, data_dir, **settings)
+    try:
+        with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+            yield client, store
+    finally:
+        enqueuer.purge()
+        store.dispose()
