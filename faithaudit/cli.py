@@ -1,6 +1,7 @@
 """faithaudit command line.
 
     faithaudit audit CASE.json [--json OUT|-] [--html OUT]    audit one case in this process
+    faithaudit render REPORT.json --html OUT                  re-render a saved report as an HTML page
     faithaudit corpus add NAME FILE.jsonl [--tenant T]        embed documents into a corpus (retriever replay)
     faithaudit gate SUITE [--server URL --api-key KEY]        CI gate: exit 0 pass, 1 fail, 2 bad suite, 3 not run
     faithaudit serve [--host H] [--port P] [--no-auth]       the HTTP API (never imports torch)
@@ -144,7 +145,7 @@ def audit(
         if json_out:
             _write(Path(json_out), text)
     if html_out:
-        from faithaudit.service.html_report import render_report_html
+        from faithaudit.pages.report import render_report_html
 
         _write(html_out, render_report_html(report))
     if fail_on_gate:
@@ -386,6 +387,34 @@ def _print_agent(console, report) -> None:
             f"{len(t.dropped_turns)} turns and steps {', '.join(t.dropped_steps) or 'none'}",
             highlight=False,
         )
+
+
+@app.command()
+def render(
+    report_path: Annotated[Path, typer.Argument(metavar="REPORT.json", help="A saved report (`audit --json`).")],
+    html_out: Annotated[Path, typer.Option("--html", help="Write the HTML report page here ('-' for stdout).")],
+    title: Annotated[str | None, typer.Option("--title", help="The page title.")] = None,
+) -> None:
+    """Re-render a saved report JSON as the HTML report page (no model is loaded)."""
+    from pydantic import ValidationError
+
+    from faithaudit.api_schemas import AuditReport, validation_fields
+    from faithaudit.pages.report import render_report_html
+
+    try:
+        report = AuditReport.model_validate_json(report_path.read_bytes())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {report_path}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ValidationError as exc:
+        fields = "; ".join(f"{path}: {message}" for path, message in validation_fields(exc)[:5])
+        err.print(f"[red]error:[/red] {report_path} is not a faithaudit report: {fields}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    page = render_report_html(report, title=title)
+    if str(html_out) == "-":
+        sys.stdout.write(page)
+    else:
+        _write(html_out, page)
 
 
 @app.command("models")

@@ -28,3 +28,39 @@ def golden_reports(model):
     from faithaudit.tools import registry_for
 
     return {name: audit_request(golden_request(name), model, tools=registry_for) for name in GOLDEN_CASES}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's chromium + chromium-driver). Skipped where they are missing, unless
+    FAITHAUDIT_REQUIRE_BROWSER=1 (``.ci/run`` sets it): then a missing browser fails the run."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        message = "Debian chromium + chromium-driver not installed (make test installs them)"
+        if os.environ.get("FAITHAUDIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + "; FAITHAUDIT_REQUIRE_BROWSER=1 requires them")
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,2200",
+        "--disable-dev-shm-usage",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()

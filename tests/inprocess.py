@@ -37,3 +37,15 @@ def service_client(database_url: str, data_dir: Path | None = None, *, raise_ser
     finally:
         enqueuer.purge()
         store.dispose()
+
+
+def seed_audit(store: Store, tenant: str, report, *, tags: list[str] = (), created_at=None, query: str | None = None,
+               request: dict | None = None) -> str:  # fmt: skip
+    """Store a finished audit of ``report`` (an ``AuditReport``) for ``tenant``, as a worker would; its id."""
+    body = dict(request or {"query": query or report.query, "pipeline": {"kind": "rag", "documents": []}})
+    body["tags"] = list(tags)
+    row, _ = store.create_audit(tenant=tenant, request=body, request_hash=uuid.uuid4().hex, idempotency_key=None,
+                                now=created_at)  # fmt: skip
+    store.claim(row.id, "seed-worker", lease_seconds=60, max_attempts=3)
+    store.finish(row.id, "seed-worker", report=report.model_dump(mode="json"), gate_passed=report.gate.passed)
+    return row.id

@@ -126,3 +126,18 @@ def test_version_flags_fail_on_gate_and_plain_progress(tmp_path, model):
     case.write_text(json.dumps(body))
     assert CliRunner().invoke(app, [*args, "--fail-on-gate"]).exit_code == 3
     assert CliRunner().invoke(app, [*args, "--num-ablations", "2", "--methods", "context_ablation"]).exit_code == 2
+
+
+def test_render_rewrites_a_saved_report_as_a_page(tmp_path):
+    saved = ROOT / "tests" / "data" / "golden" / "rag.json"
+    page = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(app, ["render", str(saved), "--html", str(page), "--title", "Release <7>"])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "<title>Release &lt;7&gt;</title>" in html and 'id="verdict"' in html
+    assert html.count('<circle class="point"') == len(json.loads(saved.read_text())["sources"])
+    not_a_report = tmp_path / "bad.json"
+    not_a_report.write_text(json.dumps({"query": "q"}))
+    for path, expected in ((not_a_report, "not a faithaudit report: response"), (tmp_path / "nope.json", "nope.json")):
+        result = CliRunner().invoke(app, ["render", str(path), "--html", str(page)])
+        assert result.exit_code == 2 and expected in result.output, result.output

@@ -16,7 +16,7 @@ from faithaudit.api_schemas import (
     SourceReport,
     Summary,
 )
-from faithaudit.service.html_report import render_report_html
+from faithaudit.pages.report import render_report_html
 
 EVIL_ID = 'doc<script>alert("x")</script>'
 
@@ -144,29 +144,39 @@ def parsed(page: str) -> _Collector:
     return collector
 
 
-def test_chart_has_two_bars_per_source(parsed: _Collector) -> None:
-    n = 3
+def _points(parsed: _Collector) -> dict[str, dict[str, str | None]]:
+    return {a["data-source"]: a for t, a in parsed.inside if t == "circle" and a.get("class") == "point"}
+
+
+def _zero_y(parsed: _Collector) -> float:
+    """The y of the reliance zero line: the one horizontal axis line drawn in the axis colour."""
+    lines = [a for t, a in parsed.inside if t == "line" and a.get("stroke") == "#374151" and a["y1"] == a["y2"]]
+    assert len(lines) == 1
+    return float(lines[0]["y1"])
+
+
+def test_scatter_has_one_point_per_measured_source(parsed: _Collector, page: str) -> None:
     assert parsed.charts == 1
-    rects = [attrs for tag, attrs in parsed.inside if tag == "rect"]
-    bars = [a for a in rects if "bar" in (a.get("class") or "").split()]
-    assert len(bars) == 2 * n
-    assert sum(a.get("class") == "bar attention" for a in bars) == n
-    assert sum(a.get("class") == "bar reliance" for a in bars) == n
-    assert [a["data-source"] for a in bars if a["class"] == "bar attention"] == ["d0", "d1", EVIL_ID]
-    assert all(float(a["width"]) >= 0 and float(a["height"]) >= 0 for a in bars)
-    missing = [a for a in bars if a["data-source"] == "d1"]
-    assert all(float(a["width"]) == 0 for a in missing)
+    points = _points(parsed)
+    assert sorted(points) == sorted(["d0", EVIL_ID])  # d1 has neither attention nor reliance
+    assert "Not plotted (attention or reliance not measured): d1." in page
+    labels = [a for t, a in parsed.inside if t == "text" and a.get("class") == "point-label"]
+    assert sorted(a["data-source"] for a in labels) == sorted(points)
 
 
-def test_negative_reliance_drawn_left_of_zero(parsed: _Collector) -> None:
-    bars = {(a["data-source"], a["class"]): a for t, a in parsed.inside if t == "rect" and "data-source" in a}
-    pos, neg = bars[("d0", "bar reliance")], bars[(EVIL_ID, "bar reliance")]
-    zero = float(pos["x"])
-    assert float(neg["x"]) + float(neg["width"]) == pytest.approx(zero, abs=0.1)
-    assert float(neg["width"]) > 0
-    # each series scaled to its own max (reliance: including the interval ends, here 3.0 nats)
-    full = float(bars[("d0", "bar attention")]["width"])  # the largest attention fills the length
-    assert float(pos["width"]) == pytest.approx(full * 2.5 / 3.0, abs=0.1)
+def test_scatter_axes_are_shared_and_honest(parsed: _Collector) -> None:
+    points, zero = _points(parsed), _zero_y(parsed)
+    d0, evil = points["d0"], points[EVIL_ID]
+    assert float(d0["cy"]) < zero < float(evil["cy"])  # +2.5 nats above the zero line, -0.75 below
+    assert float(d0["cx"]) > float(evil["cx"])  # attention 0.6 vs 0.4: one x scale for both
+    ticks = {a.get("y"): a for t, a in parsed.inside if t == "text" and a.get("class") == "tick"}
+    assert ticks  # labelled ticks on both axes
+    rules = [a for t, a in parsed.inside if t == "line" and "rule" in (a.get("class") or "")]
+    kinds = sorted(a["class"] for a in rules)
+    assert kinds == ["rule h decisive", "rule h distracting", "rule h supporting", "rule v attended",
+                     "rule v not-attended"]  # fmt: skip
+    decisive = next(float(a["y1"]) for a in rules if a["class"] == "rule h decisive")
+    assert float(d0["cy"]) < decisive < zero  # 2.5 nats is above the 2-nat decisive line
 
 
 def test_user_text_escaped(page: str) -> None:
@@ -205,6 +215,9 @@ def test_content_sections(page: str) -> None:
         "—",
         "attention share",
         "reliance (nats",
+        "Verdict",
+        "The answer relies on d0 (+2.5 nats [+2.1, +3.0])",
+        "without any context it collapses (-4.8 nats)",
         "5 forward passes",
         "1234 tokens processed",
         "1.50 s",
@@ -240,3 +253,55 @@ def test_empty_sources_renders() -> None:
     collector.feed(render_report_html(report))
     assert collector.charts == 1
     assert not [a for t, a in collector.inside if t == "rect" and "bar" in (a.get("class") or "")]
+
+
+def _rich_report() -> AuditReport:
+    from faithaudit.api_schemas import MethodCost, RetrievalInfo, RetrievedDocument, TokenScore
+    from faithaudit.api_schemas.report import RetrievalSensitivity, RetrievalVariant
+
+    report = make_report().model_copy(deep=True)
+    report.granularity = "sentence"
+    report.sources = [
+        _source("d0#0", "Paris is the capital.", attention=0.5, reliance=3.0, label="decisive"),
+        _source("d0#1", "It has <em>bridges</em>.", attention=0.5, reliance=0.0, label="within_noise"),
+    ]
+    for src in report.sources:
+        src.document_id = "d0"
+    report.token_scores = [
+        TokenScore(text="Par", logprob_full=-0.1, logprob_no_context=-5.1, context_gain=5.0,
+                   reliance_by_source={"d0#0": 4.0, "d0#1": 0.1}),
+        TokenScore(text="is <script>", logprob_full=-0.2, logprob_no_context=-0.1, context_gain=-0.1,
+                   reliance_by_source={"d0#0": -0.1, "d0#1": 0.0}),
+    ]  # fmt: skip
+    report.gate = GateResult(passed=True, thresholds={"min_context_reliance": 1.0})
+    stages = {
+        "leave_one_out": MethodCost(forward_passes=2, tokens_processed=40, seconds=0.7),
+        "context_ablation": MethodCost(forward_passes=7, tokens_processed=59, seconds=1.3),
+    }
+    report.cost = Cost(forward_passes=9, tokens_processed=99, seconds=2.0, by_stage=stages)
+    docs = [RetrievedDocument(id="d0", rank=1, score=0.81)]
+    report.retrieval = RetrievalInfo(corpus="wiki", k=1, embedding_model="minilm", documents=docs,
+                                     next_document=RetrievedDocument(id="d9", rank=2, score=0.5))  # fmt: skip
+    report.retrieval_sensitivity = RetrievalSensitivity(
+        logprob_at_k=-1.2, depth_k_plus_1=RetrievalVariant(name="depth_k_plus_1", document_ids=["d0", "d9"],
+                                                           logprob=-1.5, delta=-0.3), max_abs_delta=0.3)  # fmt: skip
+    return report
+
+
+def test_token_heatmap_sentences_retrieval_thresholds_and_stage_cost() -> None:
+    page = render_report_html(_rich_report())
+    heat = re.search(r'<div class="heatmap" id="response-heatmap">(.*?)</div>', page, re.S).group(1)
+    tokens = re.findall(r'<span class="token" style="background:rgba\(([\d,]+),([\d.]+)\)"', heat)
+    assert [t[0] for t in tokens] == ["27,127,59", "192,38,45"]  # context helps the first, hurts the second
+    assert float(tokens[0][1]) > float(tokens[1][1])  # 5 nats saturates, 0.1 barely tints
+    assert "is &lt;script&gt;" in heat and "d0#0 +4.00" in heat  # escaped token text; per-source hover figures
+    assert page.count('<td class="num" data-source="d0#0">') == 2  # the per-token table, one cell per token
+    assert re.search(r'<mark class="relied" data-source="d0#0"[^>]*>Paris is the capital.</mark>', page)
+    assert '<span data-source="d0#1" title="d0#1: within_noise">It has &lt;em&gt;bridges&lt;/em&gt;.</span>' in page
+    retrieval = page[page.index('id="retrieval"') :]
+    assert "0.810" in retrieval and "d9" in retrieval and "depth_k_plus_1" in retrieval and "-0.30" in retrieval
+    thresholds = page[page.index('id="thresholds"') : page.index('id="attention-vs-reliance"')]
+    assert "min_context_reliance" in thresholds and "decisive" in thresholds and "2.000" in thresholds
+    cost = page[page.index('id="cost"') :]
+    assert cost.index("context_ablation") < cost.index("leave_one_out")  # slowest stage first
+    assert 'id="methods"' in page and "nats of log-odds" in page

@@ -4,7 +4,8 @@
 ``retrieval`` and ``tools`` may import ``audits``; ``store`` is imported by the service and the workers and
 imports neither; ``service`` never imports ``workers``, ``audits`` (except the torch-free prompt and model-text
 modules it counts tokens with), ``retrieval`` or ``tools``; ``workers`` never import ``service``. Lazy imports
-inside functions count too: they are dependencies all the same.
+inside functions count too: they are dependencies all the same. ``pages`` (the report page and the UI views)
+imports only ``api_schemas`` and itself.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def test_audits_import_only_schemas_errors_and_themselves():
     assert violations("faithaudit.audits", ("faithaudit.",), allowed=allowed) == []
 
 
+def test_pages_render_schemas_only():
+    """The report page and the UI views read ``api_schemas`` data: the CLI, the API and a saved report share them."""
+    allowed = ("faithaudit.api_schemas", "faithaudit.pages")
+    assert violations("faithaudit.pages", ("faithaudit.",), allowed=allowed) == []
+
+
 def test_store_service_and_workers_keep_their_direction():
     assert violations("faithaudit.store", ("faithaudit.service", "faithaudit.workers", "faithaudit.audits")) == []
     assert violations("faithaudit.workers", ("faithaudit.service",)) == []
@@ -98,7 +105,7 @@ def test_no_import_cycle_at_module_level():
         state[node] = 1
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                cycles.append(stack[stack.index(dep):] + [dep] if dep in stack else [node, dep])
+                cycles.append(stack[stack.index(dep) :] + [dep] if dep in stack else [node, dep])
             elif dep not in state:
                 walk(dep, stack + [dep])
         state[node] = 2

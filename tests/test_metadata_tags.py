@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from test_store import make_url, pg_admin  # noqa: F401 - fixtures: both databases
 
 from faithaudit.api_schemas import AuditReport, AuditRequest
-from faithaudit.service.html_report import render_report_html
+from faithaudit.pages.report import render_report_html
 
 SMALL = load_example("fictional_fact.json") | {
     "audit": {"num_ablations": 4, "answer_flip_top_k": 0, "placebos": 0, "orders": 1}

@@ -64,6 +64,14 @@ def test_wheel_has_the_migrations_and_the_data_files(wheel):
     assert len(versions) >= 2, versions
 
 
+def test_wheel_has_the_page_templates(wheel):
+    zf, _ = wheel
+    names = set(zf.namelist())
+    pages = "faithaudit/pages/templates/"
+    expected = {"report.html", "report.css", "_scatter.html", "ui/base.html", "ui/audits.html", "ui/compare.html"}
+    assert {pages + name for name in expected} <= names
+
+
 def test_wheel_installs_the_cli(wheel):
     zf, _ = wheel
     (entry_points,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]

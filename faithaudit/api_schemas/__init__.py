@@ -21,6 +21,7 @@ from faithaudit.api_schemas.report import (
     RetrievedDocument,
     SourceReport,
     Summary,
+    TokenScore,
     TrimReport,
 )
 from faithaudit.api_schemas.request import (
@@ -108,6 +109,7 @@ __all__ = [
     "SourceReport",
     "Summary",
     "Thresholds",
+    "TokenScore",
     "format_loc",
     "validation_fields",
 ]

@@ -210,6 +210,9 @@ class GateFailure(_Out):
 class GateResult(_Out):
     passed: bool
     failures: list[GateFailure] = Field(default_factory=list)
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="The thresholds in force (those the request set); empty: no gate."
+    )
 
 
 class MethodCost(_Out):
@@ -281,6 +284,9 @@ class Controls(_Out):
     model_weights: str = Field(description="How the local model's weights were stored and computed (quantisation).")
     faithaudit_version: str
     request_sha256: str = Field(description="SHA-256 of the canonical request JSON (sorted keys).")
+    label_rules: dict[str, float] | None = Field(
+        None, description="The label thresholds in force (audit.labels): nats, attention factors and rates."
+    )
 
 
 class VariantReport(_Out):
@@ -315,6 +321,18 @@ class Stability(_Out):
     )
 
 
+class TokenScore(_Out):
+    """One response token, teacher-forced: what the context, and each source, adds to its log-probability."""
+
+    text: str = Field(description="The token's text (decoded in context, so multi-byte characters stay whole).")
+    logprob_full: float = Field(description="log p(token | full context, earlier tokens), nats.")
+    logprob_no_context: float | None = Field(None, description="The same with every source removed.")
+    context_gain: float | None = Field(None, description="logprob_full - logprob_no_context, nats.")
+    reliance_by_source: dict[str, float] = Field(
+        default_factory=dict, description="Source id -> logprob_full - log p(token | without that source), nats."
+    )
+
+
 class AuditReport(_Out):
     schema_version: Literal["1", "2"] = "2"
     query: str
@@ -337,6 +355,9 @@ class AuditReport(_Out):
     )
     limitations: list[str] = Field(
         default_factory=list, description="Plain sentences: what this audit cannot say (proxy model, unstable answer)."
+    )
+    token_scores: list[TokenScore] | None = Field(
+        None, description="Per response token (first 1024): full-context, no-context and leave-one-out log-probs."
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="The request's metadata, as sent.")
     tags: list[str] = Field(default_factory=list, description="The request's tags.")

@@ -139,6 +139,7 @@ class Findings:
     attention: AttentionReading | None = None
     attention_baseline: AttentionReading | None = None  # every source replaced by neutral text
     loo_logprobs: np.ndarray | None = None  # [n] log p(response | without source i)
+    loo_token_logprobs: np.ndarray | None = None  # [n, response_len] the same per response token
     reliance: np.ndarray | None = None  # [n] leave-one-out reliance, nats
     no_context: ResponseScore | None = None
     reused: tuple[tuple[np.ndarray, ResponseScore], ...] = ()  # (mask, score) passes an adaptive fit may reuse

@@ -71,7 +71,7 @@ def run_audit(
             found = stage.run(ctx, found)
     report = build_report(
         request, model, layout, base, found,
-        response=response, origin=origin, response_tokens=len(response_ids), cost=meter.cost(),
+        response=response, origin=origin, response_ids=list(response_ids), cost=meter.cost(),
     )  # fmt: skip
     tracker.finish()
     return report

@@ -19,7 +19,7 @@ from faithaudit.service import signing
 from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import RequestEdge
 from faithaudit.service.openapi import build_openapi, install_docs
-from faithaudit.service.routes import audits, health, jobs
+from faithaudit.service.routes import audits, health, jobs, ui
 from faithaudit.store import Store
 from faithaudit.store.reaper import ReaperThread
 
@@ -94,10 +94,16 @@ def create_app(
     app.state.auth_enabled = auth_enabled
     app.state.signing_secret = settings.signing_secret or signing.load_or_create_secret(settings.data_dir)
     app.state.key_cache = KeyCache(ttl=settings.key_cache_seconds)
-    app.add_middleware(RequestEdge, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout_seconds)
+    app.add_middleware(
+        RequestEdge,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.body_read_timeout_seconds,
+        form_paths=(ui.PREFIX + "/",),
+    )
     app.include_router(audits.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
     install_docs(app)
     app.openapi = lambda: app.openapi_schema or _cache_openapi(app)
 

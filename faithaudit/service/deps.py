@@ -65,19 +65,26 @@ class KeyCache:
         self._entries[key] = (tenant, time.monotonic() + self.ttl)
 
 
-async def current_tenant(request: Request, store: StoreDep) -> str:
+async def tenant_for_key(request: Request, store: Store, key: str) -> str | None:
+    """The tenant of a valid key (cached for a few seconds), else None. The API and the UI both ask here."""
     state = request.app.state
-    if not state.auth_enabled:
+    tenant = state.key_cache.get(key)
+    if tenant is None:
+        tenant = await run_in_threadpool(store.authenticate, key)
+        if tenant is not None:
+            state.key_cache.put(key, tenant)
+    return tenant
+
+
+async def current_tenant(request: Request, store: StoreDep) -> str:
+    if not request.app.state.auth_enabled:
         return LOCAL_TENANT
     key = api_key_from(request)
     if key is None:
         raise UnauthorizedError("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    tenant = state.key_cache.get(key)
+    tenant = await tenant_for_key(request, store, key)
     if tenant is None:
-        tenant = await run_in_threadpool(store.authenticate, key)
-        if tenant is None:
-            raise UnauthorizedError("invalid or revoked API key")
-        state.key_cache.put(key, tenant)
+        raise UnauthorizedError("invalid or revoked API key")
     return tenant
 
 

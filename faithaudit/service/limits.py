@@ -24,14 +24,18 @@ class BodyTimedOut(Exception):
     pass
 
 
+FORM_TYPE = b"application/x-www-form-urlencoded"
+
+
 def is_json_type(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
 class RequestEdge:
-    def __init__(self, app, *, max_bytes: int, read_timeout: float) -> None:
+    def __init__(self, app, *, max_bytes: int, read_timeout: float, form_paths: tuple[str, ...] = ()) -> None:
         self.app, self.max_bytes, self.read_timeout = app, max_bytes, read_timeout
+        self.form_paths = form_paths  # path prefixes whose forms post application/x-www-form-urlencoded
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -80,6 +84,9 @@ class RequestEdge:
         if scope.get("method") not in _BODY_METHODS:
             return None
         content_type = headers.get(b"content-type")
+        form = content_type is not None and content_type.split(b";")[0].strip().lower() == FORM_TYPE
+        if form and scope.get("path", "").startswith(self.form_paths):
+            content_type = None
         if content_type is not None and not is_json_type(content_type):
             shown = content_type.decode("latin-1")[:100]
             return 415, "unsupported_media_type", f"the body must be JSON (Content-Type: application/json), not {shown}"

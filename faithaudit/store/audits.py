@@ -190,6 +190,8 @@ class AuditsStore(StoreBase):
         status: str | None = None,
         gate_passed: bool | None = None,
         tag: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> tuple[list[AuditRow], str | None]:
         """One page, newest first, and the cursor of the next page (None at the end)."""
         if limit < 1:
@@ -204,6 +206,10 @@ class AuditsStore(StoreBase):
         if tag is not None:
             tagged = sa.select(audit_tags.c.audit_id).where(audit_tags.c.tenant == tenant, audit_tags.c.tag == tag)
             query = query.where(audits.c.id.in_(tagged))
+        if created_after is not None:
+            query = query.where(audits.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(audits.c.created_at < created_before)
         if cursor is not None:
             created_at, after_id = decode_cursor(cursor)
             query = query.where(
@@ -219,6 +225,19 @@ class AuditsStore(StoreBase):
             return rows, None
         page = rows[:limit]
         return page, encode_cursor(page[-1].created_at, page[-1].id)
+
+    def list_tags(self, tenant: str, *, limit: int = 200) -> list[tuple[str, int]]:
+        """The tenant's tags and how many audits carry each, most used first."""
+        count = sa.func.count(audit_tags.c.audit_id)
+        query = (
+            sa.select(audit_tags.c.tag, count)
+            .where(audit_tags.c.tenant == tenant)
+            .group_by(audit_tags.c.tag)
+            .order_by(count.desc(), audit_tags.c.tag)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(tag, int(n)) for tag, n in conn.execute(query)]
 
     def delete_audit(self, audit_id: str, *, tenant: str) -> bool:
         """Delete the audit (request and report) and its events; a worker holding it loses its lease."""

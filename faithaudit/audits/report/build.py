@@ -14,6 +14,7 @@ from faithaudit.audits.report.reading import agent_reading
 from faithaudit.audits.report.sources import source_reports
 from faithaudit.audits.report.stability import stability_report, unstable_labels
 from faithaudit.audits.report.summary import summarise
+from faithaudit.audits.report.tokens import token_scores
 from faithaudit.audits.scoring import BaseRun
 
 
@@ -26,12 +27,12 @@ def build_report(
     *,
     response: str,
     origin: str,
-    response_tokens: int,
+    response_ids: list[int],
     cost: Cost,
 ) -> AuditReport:
     cited = cited_documents(response, list(dict.fromkeys(src.document_id for src in layout.sources)))
     sources = source_reports(layout, base, found, rules=request.audit.labels, response=response, cited_docs=cited)
-    summary = summarise(request, sources, base, found, response_tokens=response_tokens, cited_docs=cited)
+    summary = summarise(request, sources, base, found, response_tokens=len(response_ids), cited_docs=cited)
     stability = stability_report(request, sources, found)
     summary.flags.extend(f"unstable_label: {sid}" for sid in unstable_labels(stability))
     return AuditReport(
@@ -49,6 +50,7 @@ def build_report(
         agent=agent_report(layout, [s.reading or "" for s in sources]) if layout.steps else None,
         controls=build_controls(request, model, layout, found),
         stability=stability,
+        token_scores=token_scores(model, response_ids, [s.id for s in sources], base, found),
         metadata=request.metadata,
         tags=list(request.tags),
         limitations=limitations(request, model, layout, found),

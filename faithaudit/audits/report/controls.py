@@ -53,6 +53,7 @@ def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLay
             "flip_rule": "a regenerated answer flips when it loses a word of the answer span",
         },
         masks=_masks(request, found.surrogate) if found.surrogate is not None else None,
+        label_rules={k: float(v) for k, v in opts.labels.model_dump().items()},
         placebos={
             "count": 0 if found.placebos is None else len(found.placebos.texts),
             "generator": "neutral English filler sentences, length-matched to a seeded real source, no word shared "

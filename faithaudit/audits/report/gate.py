@@ -41,4 +41,5 @@ def evaluate_gate(thresholds: Thresholds | None, summary: Summary, *, methods: C
             check("max_attended_not_relied", limit, count, "attended_not_relied", most=True)
             if failures and failures[-1].threshold == "max_attended_not_relied":
                 failures[-1] = failures[-1].model_copy(update={"message": message})
-    return GateResult(passed=not failures, failures=failures)
+    in_force = {k: float(v) for k, v in thresholds.model_dump(exclude_none=True).items()}
+    return GateResult(passed=not failures, failures=failures, thresholds=in_force)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from faithaudit.audits import interventions
 from faithaudit.audits.context import Findings, StageContext
 from faithaudit.audits.plan import register_stage
@@ -20,6 +22,7 @@ def leave_one_out(ctx: StageContext, found: Findings) -> Findings:
     return replace(
         found,
         loo_logprobs=loo,
+        loo_token_logprobs=np.stack([s.token_logprobs for s in scores]) if scores else None,
         reliance=leave_one_out_reliance(ctx.base.score.logprob, loo),
         reused=found.reused + tuple(zip(masks, scores, strict=True)),
     )

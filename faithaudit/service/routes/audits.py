@@ -21,6 +21,7 @@ from faithaudit.api_schemas import (
 )
 from faithaudit.api_schemas.request import TAG_PATTERN
 from faithaudit.errors import ConflictError, ForbiddenError, NotFoundError
+from faithaudit.pages.report import render_report_html
 from faithaudit.service import signing
 from faithaudit.service.deps import (
     CurrentTenant,
@@ -30,7 +31,7 @@ from faithaudit.service.deps import (
     api_key_from,
     current_tenant,
 )
-from faithaudit.service.html_report import render_report_html
+from faithaudit.service.html import html_page
 from faithaudit.service.validation import check_corpus, parse_audit_request, request_hash
 from faithaudit.store import AuditRow
 
@@ -165,7 +166,7 @@ async def report_html(
     if row.status != "succeeded" or row.report is None:
         raise ConflictError(f"audit {audit_id} is {row.status}; its report exists once it has succeeded")
     report = AuditReport.model_validate(row.report)
-    return HTMLResponse(render_report_html(report, title=f"faithaudit report {row.id}"))
+    return html_page(render_report_html(report, title=f"faithaudit report {row.id}"))
 
 
 def _owned(store, audit_id: str, tenant: str) -> AuditRow:
