@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -154,8 +155,12 @@ def audit(
 
 def _overrides(**flags) -> dict:
     """Command-line flags as request fields (dotted paths) to set over the file's."""
-    paths = {"methods": "audit.methods", "num_ablations": "audit.num_ablations", "seed": "audit.seed",
-             "model": "model.name"}  # fmt: skip
+    paths = {
+        "methods": "audit.methods",
+        "num_ablations": "audit.num_ablations",
+        "seed": "audit.seed",
+        "model": "model.name",
+    }
     out = {paths[k]: v for k, v in flags.items() if v is not None}
     if "audit.methods" in out:
         out["audit.methods"] = [m.strip() for m in out["audit.methods"].split(",") if m.strip()]
@@ -275,9 +280,13 @@ def print_report(report, *, console: Console) -> None:
         columns.append(("text", "left", 10))
     for col, justify, min_width in columns:
         table.add_column(
-            col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=min_width,
+            col,
+            justify=justify,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=min_width,
             max_width=40 if col == "text" else None,
-        )  # fmt: skip
+        )
     for s in report.sources:
         row = [
             s.id + (" [cited]" if s.cited else ""),
@@ -479,6 +488,8 @@ def gate(
     try:
         parsed = load_suite(suite)
         cases = resolve_cases(parsed, base_dir=suite.resolve().parent)
+        if server is None:
+            _check_local_corpora(cases, tenant)
     except InvalidRequestError as exc:
         err.print(f"[red]bad suite:[/red] {exc.message}", highlight=False)
         raise typer.Exit(EXIT_BAD_SUITE) from None
@@ -518,6 +529,15 @@ def gate(
         _write(junit, junit_xml(verdict))
     out.print(verdict_line(verdict), highlight=False)
     raise typer.Exit(exit_code(verdict))
+
+
+def _check_local_corpora(cases, tenant: str) -> None:
+    from faithaudit.config import get_settings
+    from faithaudit.gating.suite import check_corpora
+    from faithaudit.retrieval.corpus import corpus_exists
+
+    data_dir = get_settings().data_dir
+    check_corpora(cases, lambda name: corpus_exists(data_dir, tenant, name))
 
 
 def _gate_local(cases, *, suite_name: str, tenant: str):
@@ -575,6 +595,167 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 trace_app = typer.Typer(no_args_is_help=True, help="Turn recorded agent traces into audit requests.")
 app.add_typer(trace_app, name="trace")
+
+
+import_app = typer.Typer(no_args_is_help=True, help="Turn traces and datasets from other tools into audit requests.")
+app.add_typer(import_app, name="import")
+
+
+def _read_json_or_lines(path: Path):
+    """A JSON document, or JSON Lines (one document a line) as a list."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as first:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise BadInput(f"{path}: not valid JSON: {first}") from None
+        out = []
+        for n, line in enumerate(lines, start=1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{path}: line {n}: not valid JSON: {exc}") from None
+        return out
+
+
+@contextmanager
+def _exit_2_on_bad(path: Path):
+    """Unreadable files, bad input and invalid requests: the message (naming the file and the field), exit 2."""
+    from faithaudit.errors import InvalidRequestError
+
+    try:
+        yield
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {path}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except BadInput as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InvalidRequestError as exc:
+        err.print(f"[red]error:[/red] {path}: {exc.message}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _emit(data, out: Path | None) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if out is None or str(out) == "-":
+        sys.stdout.write(text)
+    else:
+        _write(out, text)
+
+
+@import_app.command("otlp")
+def import_otlp(
+    path: Annotated[Path, typer.Argument(metavar="FILE.json", help="OTLP/JSON traces (a document or JSON Lines).")],
+    trace: Annotated[
+        str | None, typer.Option("--trace", help="The trace id (hex) when the file holds several.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the request here (default: stdout).")] = None,
+) -> None:
+    """One OpenInference / OpenTelemetry GenAI trace as an audit request (rag, or agent when tools were called)."""
+    from faithaudit.importers.trace_request import otlp_request
+    from faithaudit.importers.validate import checked_request
+
+    with _exit_2_on_bad(path):
+        body = otlp_request(_read_json_or_lines(path), trace_id=trace)
+        checked_request(body, where=f"trace {body['metadata']['trace_id']}")
+    for note in body["metadata"]["notes"]:
+        err.print(f"note: {note}", highlight=False)
+    _emit(body, out)
+
+
+def _import_dataset(path: Path, fmt: str, row: int | None, out: Path | None) -> None:
+    from faithaudit.importers.datasets import dataset_requests
+    from faithaudit.importers.validate import checked_request
+
+    with _exit_2_on_bad(path):
+        rows = dataset_requests(_read_json_or_lines(path), fmt, name=path.name)
+        if row is not None and not 0 <= row < len(rows):
+            raise BadInput(f"--row {row}: the file has {len(rows)} rows (0 to {len(rows) - 1})")
+        chosen = rows if row is None else [rows[row]]
+        for name, body in chosen:
+            checked_request(body, where=name)
+    if row is not None:
+        _emit(chosen[0][1], out)
+        return
+    lines = "".join(json.dumps(body, ensure_ascii=False) + "\n" for _, body in chosen)
+    if out is None or str(out) == "-":
+        sys.stdout.write(lines)
+    else:
+        _write(out, lines)
+
+
+_ROW = typer.Option("--row", help="Convert only this row (0-based) to one request; default: every row, JSON Lines.")
+_OUT = typer.Option("--out", help="Write here (default: stdout).")
+
+
+@import_app.command("ragas")
+def import_ragas(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="RAGAS single-turn samples: JSON Lines or JSON.")],
+    row: Annotated[int | None, _ROW] = None,
+    out: Annotated[Path | None, _OUT] = None,
+) -> None:
+    """RAGAS samples (user_input, retrieved_contexts, response) as rag audit requests."""
+    _import_dataset(path, "ragas", row, out)
+
+
+@import_app.command("deepeval")
+def import_deepeval(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="DeepEval test cases: a JSON list or JSON Lines.")],
+    row: Annotated[int | None, _ROW] = None,
+    out: Annotated[Path | None, _OUT] = None,
+) -> None:
+    """DeepEval test cases (input, actual_output, retrieval_context, tools_called) as rag or agent requests."""
+    _import_dataset(path, "deepeval", row, out)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Write audit results back to the tools the traces came from.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("phoenix")
+def export_phoenix(
+    audit: Annotated[str, typer.Argument(metavar="AUDIT_ID|REPORT.json", help="A saved report, or an audit id.")],
+    out: Annotated[Path, typer.Option("--out", help="Write the annotations and events here.")],
+    server: Annotated[str | None, typer.Option("--server", help="Fetch the audit from this service.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="FAITHAUDIT_API_KEY")] = None,
+    phoenix_url: Annotated[
+        str | None, typer.Option("--phoenix-url", help="Also POST the annotations to this Phoenix server.")
+    ] = None,
+) -> None:
+    """Reliance per document and the audit's summary as Phoenix annotations (+ OTel gen_ai.evaluation.result)."""
+    import os
+    import time
+
+    from faithaudit.api_schemas import AuditReport
+    from faithaudit.errors import FaithauditError
+    from faithaudit.exporters.phoenix import export_bundle, post_to_phoenix
+
+    try:
+        if Path(audit).is_file():
+            report, audit_id = AuditReport.model_validate_json(Path(audit).read_bytes()), None
+        elif server is None:
+            raise BadInput(f"{audit}: not a report file; give --server to fetch an audit by id")
+        else:
+            from faithaudit.client import Client
+
+            with Client(server, api_key) as client:
+                report, audit_id = client.report(audit), audit
+        bundle = export_bundle(report, time_unix_nano=time.time_ns(), audit_id=audit_id)
+    except (BadInput, FaithauditError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _write(out, json.dumps(bundle, indent=2, ensure_ascii=False) + "\n")
+    counts = {k: len(bundle[k]["data"]) for k in ("span_annotations", "document_annotations")}
+    err.print(
+        f"{counts['span_annotations']} span and {counts['document_annotations']} document annotations", highlight=False
+    )
+    if phoenix_url:
+        statuses = post_to_phoenix(bundle, phoenix_url, api_key=os.environ.get("PHOENIX_API_KEY"))
+        err.print(f"posted to {phoenix_url}: {statuses}", highlight=False)
+        if any(code >= 400 for code in statuses.values()):
+            raise typer.Exit(1)
 
 
 @trace_app.command("tau-bench")

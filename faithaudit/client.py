@@ -195,6 +195,15 @@ class Client(_Base):
             raise AuditFailed(f"audit {audit_id} is {status.status}: {status.error or 'no report yet'}")
         return status.report
 
+    def phoenix_annotations(self, audit_id: str) -> dict:
+        """The audit as Phoenix span and document annotations plus OpenTelemetry evaluation events (one JSON
+        object; ``faithaudit.exporters.phoenix``). The audit must be of an imported trace."""
+        import time as _time
+
+        from faithaudit.exporters.phoenix import export_bundle
+
+        return export_bundle(self.report(audit_id), time_unix_nano=_time.time_ns(), audit_id=audit_id)
+
     def list(
         self,
         *,

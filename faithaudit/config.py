@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_cache_dir() -> Path:
@@ -73,6 +75,18 @@ class Settings(BaseSettings):
     )
     report_link_seconds: int = Field(default=3600, ge=1, description="How long a signed report link works.")
     environment: str = Field(default="development", description="'production' refuses the development secret.")
+    callback_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (host or host:port, comma-separated) a request's callback_url may name; empty: no webhooks.",
+    )
+    callback_secret: str | None = Field(
+        default=None, description="HMAC key of the webhook signature; unset: the signing secret."
+    )
+    callback_max_retries: int = Field(default=6, ge=0, le=20, description="Webhook retries after the first try.")
+    callback_retry_seconds: float = Field(
+        default=10.0, gt=0, description="First retry delay; doubles each time, at most 15 minutes."
+    )
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, description="One webhook POST's timeout.")
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
@@ -82,7 +96,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"FAITHAUDIT_SIGNING_SECRET {problem} (FAITHAUDIT_ENVIRONMENT={self.environment})")
         return self
 
-    @field_validator("metrics_token", "signing_secret", "public_url", mode="before")
+    @field_validator("callback_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, v):
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip().startswith("[") else v.split(",")
+        return [h.strip().lower() for h in v if h and h.strip()]
+
+    @field_validator("metrics_token", "signing_secret", "public_url", "callback_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, v):
         return None if isinstance(v, str) and not v.strip() else v

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 
-from faithaudit.api_schemas import RUN_AUDIT_TASK, RUN_JOB_TASK
+from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ class Enqueuer:
     def send_job(self, job_id: str) -> bool:
         """A corpus build or a gate suite (``RUN_JOB_TASK``)."""
         return self._send(RUN_JOB_TASK, job_id)
+
+    def send_callback(self, audit_id: str) -> bool:
+        """The ended audit's webhook, delivered (and retried) by a worker task, never inline."""
+        return self._send(DELIVER_CALLBACK_TASK, audit_id)
 
     def _send(self, task: str, item_id: str) -> bool:
         try:

@@ -25,6 +25,9 @@ STAGE_DURATION = Histogram(
     "faithaudit_stage_duration_seconds", "Seconds per audit stage (report.cost.by_stage)", ["stage"],
     buckets=STAGE_BUCKETS, registry=REGISTRY,
 )  # fmt: skip
+WEBHOOKS = Counter(
+    "faithaudit_webhook_attempts", "Webhook POSTs by outcome (delivered: a 2xx)", ["outcome"], registry=REGISTRY
+)
 GATE_RESULTS = Counter(
     "faithaudit_gate_results", "Gate suites run by workers, by suite and result", ["suite", "result"], registry=REGISTRY
 )

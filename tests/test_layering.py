@@ -85,6 +85,14 @@ def test_pages_render_schemas_only():
     assert violations("faithaudit.pages", ("faithaudit.",), allowed=allowed) == []
 
 
+def test_importers_and_exporters_are_pure_parsing():
+    """The API imports the importers: they read JSON into requests and may use only schemas and errors."""
+    allowed = ("faithaudit.api_schemas", "faithaudit.errors", "faithaudit.importers")
+    assert violations("faithaudit.importers", ("faithaudit.",), allowed=allowed) == []
+    allowed = ("faithaudit.api_schemas", "faithaudit.errors", "faithaudit.pages", "faithaudit.exporters")
+    assert violations("faithaudit.exporters", ("faithaudit.",), allowed=allowed) == []
+
+
 def test_store_service_and_workers_keep_their_direction():
     assert violations("faithaudit.store", ("faithaudit.service", "faithaudit.workers", "faithaudit.audits")) == []
     assert violations("faithaudit.workers", ("faithaudit.service",)) == []

@@ -23,6 +23,7 @@ from service_harness import (
     stop_redis,
     wait_for,
 )
+from webhook_receiver import Receiver
 
 SMALL = load_example("fictional_fact.json") | {
     "audit": {"num_ablations": 4, "answer_flip_top_k": 1, "placebos": 0, "orders": 1}
@@ -75,15 +76,21 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
         metrics_dir = tmp_path / "prom"  # one container's processes share their metric files
         metrics_dir.mkdir()
         env = service_env(
-            tmp_path, database_url=url, broker_url="redis://127.0.0.1:6379/0", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+            tmp_path,
+            database_url=url,
+            broker_url="redis://127.0.0.1:6379/0",
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+            FAITHAUDIT_CALLBACK_HOSTS="127.0.0.1",
+            FAITHAUDIT_CALLBACK_RETRY_SECONDS="0.5",
         )
         key = create_key(env, "acme")
         api, base = start_api(env, tmp_path / "api.log")
         worker = start_worker(env, tmp_path / "worker.log")
+        receiver = Receiver(fail_first=1).__enter__()  # the first delivery gets a 503: the worker retries
         try:
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
                 audit_id = client.post("/v1/audits", json=SMALL).json()["id"]
-                agent_id = client.post("/v1/audits", json=AGENT).json()["id"]
+                agent_id = client.post("/v1/audits", json=AGENT | {"callback_url": receiver.url}).json()["id"]
                 done = wait_for(client, audit_id, lambda b: b["status"] in ("succeeded", "failed"), timeout=300)
                 assert done["status"] == "succeeded", (done.get("error"), worker.tail())
                 assert done["progress"]["fraction"] == 1.0 and done["attempts"] == 1
@@ -96,6 +103,7 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
                 assert max(sources, key=lambda k: sources[k]["reliance"]) == "calculator#3"
                 assert all(s["kind"] == "tool_output" and s["replay_without"] for s in sources.values())
                 assert "Tool calls" in httpx.get(agent["report_url"], timeout=10).text
+                _check_webhooks(receiver.wait(2, timeout=60), agent_id, worker)
                 # counters written where things happened (API: submitted; worker: finished, stage times)
                 metrics = client.get("/metrics").text
                 assert "faithaudit_audits_submitted_total 2.0" in metrics, metrics[:2000]
@@ -103,8 +111,23 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
                 assert 'faithaudit_stage_duration_seconds_count{stage="leave_one_out"} 2.0' in metrics
                 assert "faithaudit_audit_duration_seconds_count 2.0" in metrics
         finally:
+            receiver.__exit__()
             worker.stop()
             api.stop()
+
+
+def _check_webhooks(deliveries: list, audit_id: str, worker) -> None:
+    """Two POSTs (a 503, then the retry), each signed with the service's secret over exactly its body."""
+    from faithaudit.webhooks import SIGNATURE_HEADER, verify_signature
+
+    assert len(deliveries) == 2, (deliveries, worker.tail())
+    for attempt, (path, headers, body) in enumerate(deliveries, start=1):
+        assert path == "/hooks/faithaudit" and headers["X-Faithaudit-Attempt"] == str(attempt)
+        assert verify_signature("test-secret", body, headers[SIGNATURE_HEADER])
+        assert not verify_signature("test-secret", body + b" ", headers[SIGNATURE_HEADER])
+        sent = json.loads(body)
+        assert sent["audit_id"] == audit_id and sent["status"] == "succeeded" and sent["gate_passed"] is not None
+        assert sent["summary"]["num_sources"] == 3
 
 
 def test_killed_worker_audit_resumes_on_another_worker(tmp_path, sqlite_url):

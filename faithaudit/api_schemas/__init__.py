@@ -39,6 +39,7 @@ from faithaudit.api_schemas.request import (
     Thresholds,
 )
 from faithaudit.api_schemas.service import (
+    DELIVER_CALLBACK_TASK,
     RUN_AUDIT_TASK,
     RUN_JOB_TASK,
     AuditAccepted,
@@ -47,14 +48,17 @@ from faithaudit.api_schemas.service import (
     AuditSummary,
     ErrorBody,
     GateStatus,
+    ImportedRequest,
     JobAccepted,
     JobStatus,
     Links,
+    OtlpTracesIn,
     Progress,
 )
 from faithaudit.api_schemas.suite import CaseVerdict, GateSuite, GateVerdict, SuiteCase
 
 __all__ = [
+    "DELIVER_CALLBACK_TASK",
     "AgentPipeline",
     "AgentReport",
     "ChatMessage",
@@ -87,6 +91,8 @@ __all__ = [
     "AuditStatus",
     "AuditSummary",
     "ErrorBody",
+    "ImportedRequest",
+    "OtlpTracesIn",
     "Links",
     "Progress",
     "DEFAULT_METHODS",

@@ -283,7 +283,7 @@ class Controls(_Out):
     attention: dict[str, Any] = Field(description="Layers and heads the attention figures average over.")
     model_weights: str = Field(description="How the local model's weights were stored and computed (quantisation).")
     faithaudit_version: str
-    request_sha256: str = Field(description="SHA-256 of the canonical request JSON (sorted keys).")
+    request_sha256: str = Field(description="SHA-256 of the canonical request JSON (sorted keys, defaults omitted).")
     label_rules: dict[str, float] | None = Field(
         None, description="The label thresholds in force (audit.labels): nats, attention factors and rates."
     )

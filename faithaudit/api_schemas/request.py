@@ -251,6 +251,13 @@ class AuditRequest(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     audit: AuditOptions = Field(default_factory=AuditOptions)
     thresholds: Thresholds | None = None
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s#]*)?$",
+        description="POSTed (HMAC-signed) when the audit ends: its id, status, gate and summary. The host must be "
+        "in the service's FAITHAUDIT_CALLBACK_HOSTS.",
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description="Free-form JSON carried into the report (a trace id, a span id, the source system): at most "

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from faithaudit.api_schemas.report import AuditReport
+from faithaudit.api_schemas.request import AuditRequest
 from faithaudit.api_schemas.suite import GateVerdict
 
 # The service reaches the workers by task name only (it never imports them).
 RUN_AUDIT_TASK = "faithaudit.run_audit"
 RUN_JOB_TASK = "faithaudit.run_job"  # corpus builds and gate suites
+DELIVER_CALLBACK_TASK = "faithaudit.deliver_callback"  # an ended audit's webhook (request.callback_url)
 
 AuditStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -102,3 +104,21 @@ class JobStatus(BaseModel):
 
 class GateStatus(JobStatus):
     verdict: GateVerdict | None = Field(None, description="Once succeeded: the suite's verdict.")
+
+
+class ImportedRequest(BaseModel):
+    """A trace or dataset row converted into an audit request (not submitted: POST it to /v1/audits)."""
+
+    request: AuditRequest = Field(description="The audit request, validated as POST /v1/audits would.")
+    notes: list[str] = Field(default_factory=list, description="What the importer chose, e.g. which answer it audits.")
+
+
+class OtlpTracesIn(BaseModel):
+    """An OTLP/JSON traces document (an ``ExportTraceServiceRequest``), as an OTLP/HTTP exporter sends it or a
+    collector's file exporter writes it. Only its shape is declared here; ``importers.otlp`` reads the spans."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resourceSpans: list[dict[str, Any]] = Field(  # noqa: N815 - the OTLP field name
+        description="resourceSpans[].scopeSpans[].spans[] with OpenInference or GenAI attributes."
+    )

@@ -20,12 +20,18 @@ class SuiteCase(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     path: str | None = Field(default=None, min_length=1, description="A request file, relative to the suite file.")
     request: AuditRequest | None = Field(default=None, description="An inline audit request.")
+    dataset: str | None = Field(
+        default=None, min_length=1, description="A RAGAS or DeepEval file (relative to the suite): one case a row."
+    )
+    format: Literal["ragas", "deepeval"] | None = Field(default=None, description="The dataset's format.")
     thresholds: Thresholds | None = Field(default=None, description="Overrides the suite's and the file's.")
 
     @model_validator(mode="after")
     def _one_source(self) -> SuiteCase:
-        if (self.path is None) == (self.request is None):
-            raise ValueError("a case needs exactly one of `path` and `request`")
+        if sum(x is not None for x in (self.path, self.request, self.dataset)) != 1:
+            raise ValueError("a case needs exactly one of `path`, `request` and `dataset`")
+        if (self.dataset is None) != (self.format is None):
+            raise ValueError("`format` (ragas or deepeval) goes with `dataset`, and only with it")
         return self
 
 

@@ -74,29 +74,78 @@ def case_name(case: SuiteCase, index: int) -> str:
 
 
 def resolve_cases(suite: GateSuite, *, base_dir: Path | None) -> list[ResolvedCase]:
-    """Requests with merged thresholds; ``base_dir=None`` (the API) refuses case paths."""
+    """Requests with merged thresholds, every file read and every row converted before anything runs;
+    ``base_dir=None`` (the API) refuses case paths and datasets."""
     out: list[ResolvedCase] = []
     names: set[str] = set()
     for i, case in enumerate(suite.cases):
-        name = case_name(case, i)
-        if name in names:
-            name = f"{name}-{i + 1}"
-        names.add(name)
-        label = f"case {name!r} (cases[{i}])"
-        if case.request is not None:
-            request = case.request
-        elif base_dir is None:
-            raise _bad(f"cases[{i}].path", f"{label}: send the request inline (`request`); paths are read by the CLI")
-        else:
-            request = _read_request(base_dir, case.path, index=i, label=label)
-        thresholds = merge_thresholds(suite.thresholds, request.thresholds, case.thresholds)
-        if thresholds is None:
-            raise _bad(
-                f"cases[{i}].thresholds",
-                f"{label}: no threshold at all (set `thresholds` in the suite, the request or the case)",
-            )
-        out.append(ResolvedCase(index=i, name=name, request=request.model_copy(update={"thresholds": thresholds})))
+        for name, request, layers in _expand(case, i, base_dir):
+            while name in names:
+                name = f"{name}-{i + 1}"
+            names.add(name)
+            label = f"case {name!r} (cases[{i}])"
+            thresholds = merge_thresholds(suite.thresholds, *layers)
+            if thresholds is None:
+                raise _bad(
+                    f"cases[{i}].thresholds",
+                    f"{label}: no threshold at all (set `thresholds` in the suite, the request or the case)",
+                )
+            request = request.model_copy(update={"thresholds": thresholds})
+            out.append(ResolvedCase(index=len(out), name=name, request=request))
     return out
+
+
+def _expand(case: SuiteCase, i: int, base_dir: Path | None):
+    """(name, request, threshold layers after the suite's) for one case, or for each row of its dataset."""
+    name = case_name(case, i)
+    label = f"case {name!r} (cases[{i}])"
+    if case.request is not None:
+        return [(name, case.request, (case.request.thresholds, case.thresholds))]
+    if base_dir is None:
+        field = "path" if case.path is not None else "dataset"
+        raise _bad(f"cases[{i}].{field}", f"{label}: send the request inline (`request`); files are read by the CLI")
+    if case.dataset is not None:
+        return [(n, r, (r.thresholds, case.thresholds)) for n, r in _read_dataset(base_dir, case, i, label)]
+    request = _read_request(base_dir, case.path, index=i, label=label)
+    return [(name, request, (request.thresholds, case.thresholds))]
+
+
+def _read_dataset(base_dir: Path, case: SuiteCase, i: int, label: str) -> list[tuple[str, AuditRequest]]:
+    from faithaudit.importers.datasets import dataset_requests
+    from faithaudit.importers.validate import checked_request
+
+    path = Path(case.dataset) if Path(case.dataset).is_absolute() else Path(base_dir) / case.dataset
+    field = f"cases[{i}].dataset"
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = _json_or_lines(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(field, f"{label}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
+    except ValueError as exc:
+        raise _bad(field, f"{label}: {path} is neither JSON nor JSON Lines ({str(exc)[:200]})") from None
+    try:
+        rows = dataset_requests(data, case.format, name=case.name or path.stem)
+        return [(name, checked_request(body, where=name)) for name, body in rows]
+    except InvalidRequestError as exc:
+        raise _bad(field, f"{label}: {exc.message}") from None
+
+
+def _json_or_lines(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def check_corpora(cases: list[ResolvedCase], exists) -> None:
+    """Every retriever case's corpus exists (``exists(name)``), so a missing one is a bad suite before any audit."""
+    for case in cases:
+        pipeline = case.request.pipeline
+        if pipeline.kind == "retriever" and not exists(pipeline.corpus):
+            raise _bad(
+                f"cases[{case.index}].request.pipeline.corpus",
+                f"case {case.name!r}: no corpus {pipeline.corpus!r} (`faithaudit corpus add` it first)",
+            )
 
 
 def _read_request(base_dir: Path, rel: str, *, index: int, label: str) -> AuditRequest:

@@ -9,16 +9,25 @@
     handler.audit_id            # the audit of the last finished run (waits briefly for the submit to answer)
     handler.runs[-1].metadata["faithaudit_audit_id"]   # the same id, in the run's metadata
 
-The handler is a LangChain tracer: it sees the whole run tree. When a root run ends it takes the query (the root's
-input), the retrieved ``Document``s (every retriever run, in order, LangChain metadata kept; or, with no
-retriever, the outputs of the tool calls) and the final answer (the root's output), and hands the audit request to
-a background thread that submits it. ``invoke`` returns at once; the audit is queued on the service.
+The handler is a LangChain tracer: it sees the whole run tree. When a root run ends it builds one audit request
+and hands it to a background thread that submits it; ``invoke`` returns at once, the audit is queued.
+
+- A chat model that called tools (an agent loop, ``bind_tools``): an ``agent`` request from the last chat call's
+  messages (tool calls and results included), the tools' schemas, and the final answer; the tool outputs are the
+  sources, so the tool interventions run. Documents retrieved outside the tool calls stay in the messages as
+  context, and a note in ``metadata`` says they are not audited as sources.
+- Otherwise a ``rag`` request: the query (the root's input), the retrieved ``Document``s (every retriever run, in
+  order, metadata kept; with no retriever, the tool outputs), the answer (the root's output), and the production
+  prompt rebuilt from the messages the chat model really saw when it can be.
+
+``sample_rate`` (0 to 1, seeded) and ``should_audit(run) -> bool`` choose which production runs are audited.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import threading
 from collections.abc import Callable
@@ -44,14 +53,24 @@ class FaithauditCallbackHandler(BaseTracer):
         *,
         submit: Callable[[dict], str] | None = None,
         request_defaults: dict | None = None,
+        sample_rate: float = 1.0,
+        should_audit: Callable[[Any], bool] | None = None,
+        seed: int = 0,
         **kwargs: Any,
     ) -> None:
         """``client``: a ``faithaudit.client.Client``; or ``submit(request_dict) -> audit_id``.
 
         ``request_defaults`` are merged into every audit request (``prompt`` mirroring the chain's prompt,
-        ``model``, ``audit`` options, ``thresholds``).
+        ``model``, ``audit`` options, ``thresholds``). A finished root run is audited when ``should_audit(run)``
+        (default: always) and a draw from a ``seed``-ed generator falls under ``sample_rate``.
         """
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError("sample_rate must be between 0 and 1")
+        kwargs.setdefault("_schema_format", "original+chat")  # chat runs keep their messages, not a flat prompt
         super().__init__(**kwargs)
+        self.sample_rate, self.should_audit = sample_rate, should_audit
+        self._draws = random.Random(seed)
+        self.skipped = 0  # root runs left out by the sampling or the hook
         if submit is None and client is None:
             raise ValueError("pass a faithaudit Client or a submit function")
         self._submit = submit or (lambda body: client.submit(body).id)
@@ -66,6 +85,8 @@ class FaithauditCallbackHandler(BaseTracer):
 
     def _persist_run(self, run: Any) -> None:
         """Called by LangChain when a root run ends: build the request, submit it in the background."""
+        if not self._chosen(run):
+            return
         try:
             body = self.build_request(run)
         except Exception as exc:  # noqa: BLE001 - a run we cannot audit must not break the chain
@@ -76,6 +97,17 @@ class FaithauditCallbackHandler(BaseTracer):
         with self._lock:
             self.runs.append(run)
             self.futures[str(run.id)] = self._executor.submit(self._send, run, body)
+
+    def _chosen(self, run: Any) -> bool:
+        try:
+            wanted = self.should_audit is None or bool(self.should_audit(run))
+        except Exception as exc:  # noqa: BLE001 - a faulty hook must not break the chain
+            self._error(f"run {run.id}: should_audit raised {exc!r}; not audited")
+            return False
+        with self._lock:
+            chosen = wanted and (self.sample_rate >= 1.0 or self._draws.random() < self.sample_rate)
+            self.skipped += not chosen
+        return chosen
 
     def _send(self, run: Any, body: dict) -> str | None:
         try:
@@ -123,23 +155,131 @@ class FaithauditCallbackHandler(BaseTracer):
         """The audit request for a finished root run; None when it retrieved nothing and called no tool."""
         if run.error:
             return None
-        retrieved = [d for r in _walk(run) if r.run_type == "retriever" for d in (r.outputs or {}).get("documents", [])]
-        if retrieved:
-            documents = _documents(retrieved)
-        else:
-            documents = _tool_documents([r for r in _walk(run) if r.run_type == "tool"])
-        if not documents:
+        runs = list(_walk(run))
+        chats = [r for r in runs if r.run_type == "chat_model"]
+        messages = _messages(chats[-1]) if chats else []
+        agentic = any(m.get("tool_calls") for m in messages) or any(m["role"] == "tool" for m in messages)
+        body = _agent_request(run, runs, chats[-1], messages) if agentic else _rag_request(run, runs, messages)
+        if body is None:
             return None
-        query = _query(run)
-        if query is None:
-            query = next((r.inputs.get("query") for r in _walk(run) if r.run_type == "retriever"), None)
-        answer = _answer(run.outputs)
-        if not query or not answer:
-            raise ValueError("could not find the query or the final answer in the run")
-        body = {"query": query, "pipeline": {"kind": "rag", "documents": documents}, "response": answer}
+        body["metadata"] = {
+            "source_system": "langchain",
+            "run_id": str(run.id),
+            "trace_id": str(getattr(run, "trace_id", None) or run.id),
+            **body.get("metadata", {}),
+        }
+        body["tags"] = ["source:langchain"]
         for key, value in self.request_defaults.items():
             body.setdefault(key, value)
         return body
+
+
+def _rag_request(run: Any, runs: list, messages: list[dict]) -> dict | None:
+    retrieved = [d for r in runs if r.run_type == "retriever" for d in (r.outputs or {}).get("documents", [])]
+    documents = _documents(retrieved) if retrieved else _tool_documents([r for r in runs if r.run_type == "tool"])
+    if not documents:
+        return None
+    query = _query(run)
+    if query is None:
+        query = next((r.inputs.get("query") for r in runs if r.run_type == "retriever"), None)
+    answer = _answer(run.outputs)
+    if not query or not answer:
+        raise ValueError("could not find the query or the final answer in the run")
+    body = {"query": query, "pipeline": {"kind": "rag", "documents": documents}, "response": answer}
+    if retrieved and messages:
+        prompt = _production_prompt(messages, [d["text"] for d in documents], query)
+        if prompt is not None:
+            body["prompt"] = prompt
+    return body
+
+
+def _production_prompt(messages: list[dict], texts: list[str], query: str) -> dict | None:
+    """The chat model's real prompt as a template: the documents' run is {context}, the query {query}."""
+    from faithaudit.importers.trace_request import rebuild_template
+
+    user = next((m["content"] for m in reversed(messages) if m["role"] == "user" and isinstance(m["content"], str)),
+                None)  # fmt: skip
+    rebuilt = rebuild_template(user, texts, query) if user else None
+    if rebuilt is None:
+        return None
+    system = next((m["content"] for m in messages if m["role"] == "system" and isinstance(m["content"], str)), None)
+    return {"template": rebuilt[0], "document_separator": rebuilt[1]} | ({"system": system} if system else {})
+
+
+def _agent_request(run: Any, runs: list, chat: Any, messages: list[dict]) -> dict:
+    answer = _answer(run.outputs) or _answer((chat.outputs or {}).get("generations", [[{}]])[0][0].get("text"))
+    users = [m["content"] for m in messages if m["role"] == "user" and isinstance(m["content"], str)]
+    if not users or not answer:
+        raise ValueError("could not find the user's question or the final answer in the agent run")
+    pipeline: dict[str, Any] = {"kind": "agent", "messages": messages}
+    tools = _tool_specs(chat, [r for r in runs if r.run_type == "tool"])
+    if tools:
+        pipeline["tools"] = tools
+    body: dict[str, Any] = {"query": users[0], "pipeline": pipeline, "response": answer}
+    if any(r.run_type == "retriever" for r in runs if not _inside_tool(r, runs)):
+        body["metadata"] = {
+            "notes": [
+                "documents retrieved outside the tool calls are in the messages as context, "
+                "not audited as sources (audit the retrieval step on its own for them)"
+            ]
+        }
+    return body
+
+
+def _inside_tool(run: Any, runs: list) -> bool:
+    by_id = {r.id: r for r in runs}
+    parent = by_id.get(run.parent_run_id)
+    while parent is not None:
+        if parent.run_type == "tool":
+            return True
+        parent = by_id.get(parent.parent_run_id)
+    return False
+
+
+_ROLES = {"SystemMessage": "system", "HumanMessage": "user", "AIMessage": "assistant", "ToolMessage": "tool",
+          "AIMessageChunk": "assistant", "ChatMessage": "user"}  # fmt: skip
+
+
+def _messages(chat: Any) -> list[dict]:
+    """A chat run's input messages (LangChain's serialized form) as OpenAI-style messages."""
+    batches = (chat.inputs or {}).get("messages") or [[]]
+    out = []
+    for raw in batches[0]:
+        kind = raw.get("id", ["", "HumanMessage"])[-1] if isinstance(raw, dict) else type(raw).__name__
+        fields = raw.get("kwargs", {}) if isinstance(raw, dict) else raw.__dict__
+        content = fields.get("content")
+        if isinstance(content, list):  # content blocks: keep the text
+            content = "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+        message: dict[str, Any] = {"role": _ROLES.get(kind, "user"), "content": content}
+        calls = fields.get("tool_calls") or []
+        if calls:
+            message["tool_calls"] = [
+                {"id": c.get("id") or f"call_{i}", "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c.get("args", {}))}}
+                for i, c in enumerate(calls)
+            ]  # fmt: skip
+        if fields.get("tool_call_id"):
+            message["tool_call_id"] = fields["tool_call_id"]
+        if message["role"] == "tool" and fields.get("name"):
+            message["name"] = fields["name"]
+        out.append(message)
+    return out
+
+
+def _tool_specs(chat: Any, tool_runs: list) -> list[dict]:
+    """The tools' schemas: as bound to the chat model (OpenAI format), else the names and descriptions run."""
+    bound = ((chat.extra or {}).get("invocation_params") or {}).get("tools") or []
+    specs = {}
+    for tool in bound:
+        function = tool.get("function", tool) if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            specs[function["name"]] = {"name": function["name"], "description": function.get("description", ""),
+                                       "parameters": function.get("parameters")}  # fmt: skip
+    for run in tool_runs:
+        if run.name not in specs:
+            description = (run.serialized or {}).get("description", "") if isinstance(run.serialized, dict) else ""
+            specs[run.name] = {"name": run.name, "description": description or ""}
+    return list(specs.values())
 
 
 def _walk(run: Any):

@@ -32,8 +32,9 @@ def heat_tokens(tokens: list[TokenScore]) -> list[HeatToken]:
         gain_text = "context gain not measured" if gain is None else f"context gain {gain:+.2f} nats"
         title = f"{gain_text}; log p {t.logprob_full:.2f}"
         title += f"; without each source: {by_source}" if by_source else ""
-        out.append(HeatToken(text=t.text, style=f"background:rgba({rgb},{0.08 + 0.62 * strength:.2f})",
-                             title=title, gain=gain))  # fmt: skip
+        out.append(
+            HeatToken(text=t.text, style=f"background:rgba({rgb},{0.08 + 0.62 * strength:.2f})", title=title, gain=gain)
+        )
     return out
 
 

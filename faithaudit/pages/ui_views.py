@@ -167,8 +167,12 @@ class Trend:
 def trend(tag: str, rows: list[Any]) -> Trend:
     """Succeeded audits carrying ``tag``, oldest first: context reliance over time, coloured by the gate."""
     done = sorted((r for r in rows if r.report is not None), key=lambda r: r.created_at)
-    chart = Trend(tag=tag, count=len(done), passed=sum(r.gate_passed is True for r in done),
-                  failed=sum(r.gate_passed is False for r in done))  # fmt: skip
+    chart = Trend(
+        tag=tag,
+        count=len(done),
+        passed=sum(r.gate_passed is True for r in done),
+        failed=sum(r.gate_passed is False for r in done),
+    )
     values = [(r, _figure(r.report, "summary", "context_reliance")) for r in done]
     values = [(r, v) for r, v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     chart.days = _days(done)
@@ -183,9 +187,15 @@ def trend(tag: str, rows: list[Any]) -> Trend:
     for row, value in values:
         colour = {True: LABEL_COLOURS["decisive"], False: LABEL_COLOURS["distracting"]}.get(row.gate_passed, NO_LABEL)
         gate = {True: "gate passed", False: "gate failed"}.get(row.gate_passed, "no gate")
-        chart.points.append(TrendPoint(id=row.id, x=round(x(row.created_at.timestamp()), 1), y=round(y(value), 1),
-                                       colour=colour, title=f"{row.created_at:%Y-%m-%d %H:%M} · context reliance "
-                                       f"{value:+.2f} nats · {gate}"))  # fmt: skip
+        chart.points.append(
+            TrendPoint(
+                id=row.id,
+                x=round(x(row.created_at.timestamp()), 1),
+                y=round(y(value), 1),
+                colour=colour,
+                title=f"{row.created_at:%Y-%m-%d %H:%M} · context reliance {value:+.2f} nats · {gate}",
+            )
+        )
     return chart
 
 

@@ -33,16 +33,23 @@ def _and(items: list[str]) -> str:
 def verdict(report: AuditReport) -> Verdict:
     s, sources = report.summary, report.sources
     relied = sorted((x for x in sources if x.label in RELIED and x.reliance is not None), key=lambda x: -x.reliance)
-    parts = [f"the answer relies on {_and([_figure(x) for x in relied])}" if relied else
-             "no source is relied on beyond the noise"]  # fmt: skip
+    parts = [
+        f"the answer relies on {_and([_figure(x) for x in relied])}"
+        if relied
+        else "no source is relied on beyond the noise"
+    ]
     if s.context_reliance is not None:
         if s.parametric:
-            parts.append(f"without any context it keeps its probability (context adds {s.context_reliance:+.1f} "
-                         "nats): the answer is parametric")  # fmt: skip
+            parts.append(
+                f"without any context it keeps its probability (context adds {s.context_reliance:+.1f} "
+                "nats): the answer is parametric"
+            )
         else:
             parts.append(f"without any context it collapses ({-s.context_reliance:+.1f} nats)")
-    for label, phrase in (("attended_not_relied", "attended but not relied on"),
-                          ("distracting", "pulls against the answer")):  # fmt: skip
+    for label, phrase in (
+        ("attended_not_relied", "attended but not relied on"),
+        ("distracting", "pulls against the answer"),
+    ):
         ids = _ids(sources, label)
         if ids:
             parts.append(f"{_and(ids)} {'is' if len(ids) == 1 else 'are'} {phrase}")

@@ -19,7 +19,7 @@ from faithaudit.service import signing
 from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import RequestEdge
 from faithaudit.service.openapi import build_openapi, install_docs
-from faithaudit.service.routes import audits, health, jobs, ui
+from faithaudit.service.routes import audits, health, imports, jobs, ui
 from faithaudit.store import Store
 from faithaudit.store.reaper import ReaperThread
 
@@ -102,6 +102,7 @@ def create_app(
     )
     app.include_router(audits.router)
     app.include_router(jobs.router)
+    app.include_router(imports.router)
     app.include_router(health.router)
     app.include_router(ui.router)
     install_docs(app)

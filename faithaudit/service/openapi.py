@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from starlette.staticfiles import StaticFiles
 
-from faithaudit.api_schemas import AuditRequest, CorpusCreate, CorpusDocumentsIn
+from faithaudit.api_schemas import AuditRequest, CorpusCreate, CorpusDocumentsIn, OtlpTracesIn
 from faithaudit.api_schemas.suite import GateSuite
 
 DOCS_ASSETS = "/docs-assets"
@@ -28,6 +28,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/v1/corpora", "post"): CorpusCreate,
     ("/v1/corpora/{name}/documents", "post"): CorpusDocumentsIn,
     ("/v1/gates", "post"): GateSuite,
+    ("/v1/imports/otlp", "post"): OtlpTracesIn,
 }
 PUBLIC = {"/healthz", "/readyz"}
 DESCRIPTIONS = {

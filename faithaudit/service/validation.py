@@ -43,6 +43,7 @@ def parse_body(model: type[M], body: bytes, what: str) -> M:
 def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
     request = parse_body(AuditRequest, body, "audit request")
     check_served(request, settings)
+    check_callback(request, settings)
     if request.pipeline.kind != "retriever":  # a retriever's documents are known only once the worker retrieves
         check_prompt_fits(
             request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir
@@ -61,6 +62,18 @@ def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = "")
         raise InvalidRequestError.for_field(
             f"{prefix}pipeline.k",
             f"k={request.pipeline.k} is more than the {corpus.num_documents} documents of corpus {corpus.name!r}",
+        )
+
+
+def check_callback(request: AuditRequest, settings: Settings) -> None:
+    """A callback_url may only name a host the operator allowed (no webhooks to arbitrary hosts)."""
+    from faithaudit.webhooks import host_allowed
+
+    url = request.callback_url
+    if url is not None and not host_allowed(url, settings.callback_hosts):
+        allowed = ", ".join(settings.callback_hosts) or "none: webhooks are off"
+        raise InvalidRequestError.for_field(
+            "callback_url", f"host not allowed here (FAITHAUDIT_CALLBACK_HOSTS: {allowed})"
         )
 
 

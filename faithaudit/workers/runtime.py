@@ -123,18 +123,59 @@ def execute_audit(audit_id: str) -> str:
             telemetry.audit_finished("lease_lost")
             return "lease_lost"
         except InvalidRequestError as exc:
-            store.fail(audit_id, WORKER_ID, error=exc.message)
+            if store.fail(audit_id, WORKER_ID, error=exc.message):
+                _callback_later(audit_id, claim.audit.request)
             telemetry.audit_finished("failed")
             return "failed"
         except Exception as exc:
             log.exception("audit %s failed", audit_id)
-            store.fail(audit_id, WORKER_ID, error=f"{type(exc).__name__}: {exc}")
+            if store.fail(audit_id, WORKER_ID, error=f"{type(exc).__name__}: {exc}"):
+                _callback_later(audit_id, claim.audit.request)
             telemetry.audit_finished("failed")
             return "failed"
     written = store.finish(audit_id, WORKER_ID, report=report.model_dump(mode="json"), gate_passed=report.gate.passed)
     seconds = time.monotonic() - started
     telemetry.audit_finished("succeeded" if written else "duplicate", seconds=seconds, stages=report.cost.by_stage)
+    if written:
+        _callback_later(audit_id, claim.audit.request)
     return "succeeded" if written else "skipped:already_finished"
+
+
+@lru_cache(maxsize=1)
+def _enqueuer():
+    from faithaudit.queue import Enqueuer
+
+    settings = get_settings()
+    return Enqueuer(settings.broker_url, settings.queue_name)
+
+
+def _callback_later(audit_id: str, request: dict) -> None:
+    """An ended audit with a callback_url: its webhook goes out as its own task (this worker moves on)."""
+    if request.get("callback_url"):
+        if not _enqueuer().send_callback(audit_id):
+            log.warning("audit %s: webhook not enqueued (broker down); it is not sent", audit_id)
+
+
+def deliver_callback(audit_id: str, *, attempt: int) -> tuple[str, float | None]:
+    """One webhook attempt for an ended audit: (outcome, seconds before the next try or None when done)."""
+    from faithaudit import webhooks
+    from faithaudit.secret_file import load_or_create_secret
+
+    settings = get_settings()
+    row = get_store().get_audit(audit_id)
+    url = None if row is None else (row.request or {}).get("callback_url")
+    if row is None or not url or row.status not in ("succeeded", "failed", "cancelled"):
+        return "skipped", None
+    if not webhooks.host_allowed(url, settings.callback_hosts):  # the allow-list may have shrunk since submit
+        log.warning("audit %s: webhook host no longer allowed: %s", audit_id, url)
+        return "refused", None
+    secret = settings.callback_secret or settings.signing_secret or load_or_create_secret(settings.data_dir)
+    payload = webhooks.encode(webhooks.callback_body(row))
+    status = webhooks.post(url, payload, secret=secret, timeout=settings.callback_timeout_seconds, attempt=attempt)
+    telemetry.WEBHOOKS.labels(outcome="delivered" if status is not None and status < 300 else "error").inc()
+    if webhooks.should_retry(status) and attempt <= settings.callback_max_retries:
+        return f"retry:{status}", webhooks.retry_delay(attempt - 1, settings.callback_retry_seconds)
+    return ("delivered" if status is not None and status < 300 else f"gave_up:{status}"), None
 
 
 def execute_job(job_id: str) -> str:

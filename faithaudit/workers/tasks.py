@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faithaudit.api_schemas import RUN_AUDIT_TASK, RUN_JOB_TASK
+from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK
 from faithaudit.workers.celery_app import get_celery
 
 celery = get_celery()
@@ -20,3 +20,14 @@ def run_job_task(job_id: str) -> str:
     from faithaudit.workers.runtime import execute_job
 
     return execute_job(job_id)
+
+
+@celery.task(name=DELIVER_CALLBACK_TASK, bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def deliver_callback_task(self, audit_id: str) -> str:
+    """POST the ended audit to its callback_url; retried with doubling delays (``webhooks.retry_delay``)."""
+    from faithaudit.workers.runtime import deliver_callback
+
+    outcome, delay = deliver_callback(audit_id, attempt=self.request.retries + 1)
+    if delay is not None:
+        raise self.retry(countdown=delay)
+    return outcome

@@ -20,7 +20,10 @@ _QUANT = re.compile(r"\.(Q\d+_[A-Z0-9_]+|F16|BF16|F32)\.gguf$", re.IGNORECASE)
 
 
 def request_sha256(request: AuditRequest) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 of the canonical request: sorted keys, fields left at their defaults omitted (so a field added to
+    the schema later does not change the hash of a request that does not use it)."""
+    data = request.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

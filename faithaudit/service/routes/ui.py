@@ -41,8 +41,9 @@ def page(template: str, *, status: int = 200, **context: object) -> HTMLResponse
 
 
 def error_page(status: int, message: str, fields: list[tuple[str, str]] | None = None) -> HTMLResponse:
-    return page("error.html", status=status, status_code=status, message=message, fields=fields or [],
-                signed_in=status != 401)  # fmt: skip
+    return page(
+        "error.html", status=status, status_code=status, message=message, fields=fields or [], signed_in=status != 401
+    )
 
 
 class UiRoute(APIRoute):
@@ -142,15 +143,30 @@ async def audits_page(
 
         before += timedelta(days=1)  # until is inclusive
     rows, next_cursor = await run_in_threadpool(
-        store.list_audits, tenant, limit=limit, cursor=cursor, status=status, gate_passed=gate_passed, tag=tag,
-        created_after=after, created_before=before,
-    )  # fmt: skip
+        store.list_audits,
+        tenant,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        gate_passed=gate_passed,
+        tag=tag,
+        created_after=after,
+        created_before=before,
+    )
     kept = {k: v for k, v in {**filters, "limit": limit if limit != 20 else None}.items() if v is not None}
     next_url = None if next_cursor is None else f"{PREFIX}/audits?" + urlencode({**kept, "cursor": next_cursor})
     tags = await run_in_threadpool(store.list_tags, tenant)
-    return page("audits.html", rows=[list_row(r) for r in rows], filters=filters, tags=tags, next_url=next_url,
-                first_url=f"{PREFIX}/audits?" + urlencode(kept) if cursor else None, signed_in=True,
-                auth=request.app.state.auth_enabled, tenant=tenant)  # fmt: skip
+    return page(
+        "audits.html",
+        rows=[list_row(r) for r in rows],
+        filters=filters,
+        tags=tags,
+        next_url=next_url,
+        first_url=f"{PREFIX}/audits?" + urlencode(kept) if cursor else None,
+        signed_in=True,
+        auth=request.app.state.auth_enabled,
+        tenant=tenant,
+    )
 
 
 def _gate_filter(gate: str | None) -> bool | None:
