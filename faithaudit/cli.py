@@ -603,19 +603,22 @@ app.add_typer(import_app, name="import")
 
 def _read_json_or_lines(path: Path):
     """A JSON document, or JSON Lines (one document a line) as a list."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not UTF-8 text") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as first:
+    except (ValueError, RecursionError) as first:  # JSONDecodeError, over-long integers, deep nesting
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2:
-            raise BadInput(f"{path}: not valid JSON: {first}") from None
+            raise BadInput(f"{path}: not valid JSON: {str(first)[:200]}") from None
         out = []
         for n, line in enumerate(lines, start=1):
             try:
                 out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}: line {n}: not valid JSON: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise BadInput(f"{path}: line {n}: not valid JSON: {str(exc)[:200]}") from None
         return out
 
 
@@ -752,7 +755,13 @@ def export_phoenix(
         f"{counts['span_annotations']} span and {counts['document_annotations']} document annotations", highlight=False
     )
     if phoenix_url:
-        statuses = post_to_phoenix(bundle, phoenix_url, api_key=os.environ.get("PHOENIX_API_KEY"))
+        import httpx
+
+        try:
+            statuses = post_to_phoenix(bundle, phoenix_url, api_key=os.environ.get("PHOENIX_API_KEY"))
+        except httpx.HTTPError as exc:
+            err.print(f"[red]error:[/red] could not post to {phoenix_url}: {exc}", highlight=False)
+            raise typer.Exit(1) from None
         err.print(f"posted to {phoenix_url}: {statuses}", highlight=False)
         if any(code >= 400 for code in statuses.values()):
             raise typer.Exit(1)

@@ -81,8 +81,16 @@ class Auditor:
     def key(self, request) -> str:
         from faithaudit.audits.report.controls import faithaudit_version, request_sha256
 
-        where = self.server or f"local:{self._revision(request)}"
+        where = f"server:{self.server}:{self._server_version()}" if self.server else f"local:{self._revision(request)}"
         return hashlib.sha256(f"{request_sha256(request)}|{where}|{faithaudit_version()}".encode()).hexdigest()
+
+    def _server_version(self) -> str:
+        """The service's version (its OpenAPI ``info.version``), so an upgraded server is audited again."""
+        if not hasattr(self, "_version"):
+            import httpx
+
+            self._version = httpx.get(f"{self.server.rstrip('/')}/openapi.json", timeout=10).json()["info"]["version"]
+        return self._version
 
     def _revision(self, request) -> str:
         from faithaudit.audits.model.registry import resolve_model
@@ -104,13 +112,16 @@ class Auditor:
         from faithaudit.audits.model.registry import load_model
         from faithaudit.audits.run import audit_request
         from faithaudit.config import get_settings
+        from faithaudit.retrieval.replay import CorpusLibrary
         from faithaudit.tools import registry_for
 
         settings = get_settings()
         name = request.model.name or settings.default_model
         if name not in self._models:
             self._models[name] = load_model(name, settings)
-        return audit_request(request, self._models[name], tools=registry_for)
+        return audit_request(
+            request, self._models[name], tools=registry_for, corpora=CorpusLibrary(settings.data_dir), tenant="local"
+        )
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 SECRET_FILE = "signing_secret"
 
 
-def load_or_create_secret(data_dir: Path) -> str:
+def load_or_create_secret(data_dir: Path, name: str = SECRET_FILE) -> str:
     """The secret kept in ``data_dir``; created (64 hex characters, mode 0600) by the first process that needs it.
     Rotate by replacing the file (or setting FAITHAUDIT_SIGNING_SECRET) and restarting: old links stop working."""
-    path = Path(data_dir) / SECRET_FILE
+    path = Path(data_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -19,9 +19,12 @@ MAX_DELAY_SECONDS = 900.0
 
 def host_allowed(url: str, allowed: list[str]) -> bool:
     """``url``'s host (or host:port) is in ``allowed``."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    with_port = f"{host}:{parts.port}" if parts.port else host
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port out of range or not a number
+        return False
+    with_port = f"{host}:{port}" if port else host
     return bool(host) and (host in allowed or with_port in allowed)
 
 
@@ -40,6 +43,19 @@ def callback_body(row: Any) -> dict[str, Any]:
         "tags": (row.request or {}).get("tags") or [],
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
     }
+
+
+def tenant_secret(service_secret: str, tenant: str) -> str:
+    """The key a tenant's receivers verify with: derived from the service's webhook secret and the tenant, so one
+    tenant's key neither verifies another tenant's webhooks nor signs anything else (report links)."""
+    return hmac.new(service_secret.encode(), f"faithaudit-webhook:{tenant}".encode(), hashlib.sha256).hexdigest()
+
+
+def service_secret(settings: Any) -> str:
+    """FAITHAUDIT_CALLBACK_SECRET, else one generated into ``data_dir/callback_secret`` (never the link secret)."""
+    from faithaudit.secret_file import load_or_create_secret
+
+    return settings.callback_secret or load_or_create_secret(settings.data_dir, name="callback_secret")
 
 
 def encode(body: dict[str, Any]) -> bytes:

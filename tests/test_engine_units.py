@@ -292,3 +292,19 @@ def test_request_metadata_and_tags_reach_the_report():
     body |= {"metadata": {"trace_id": "0af7651916cd43dd8448eb211c80319c"}, "tags": ["checkout"]}
     report = run_audit(AuditRequest.model_validate(body), scripted())
     assert report.tags == ["checkout"] and report.metadata == {"trace_id": "0af7651916cd43dd8448eb211c80319c"}
+
+
+def test_token_texts_keep_multibyte_characters_whole():
+    from faithaudit.audits.report.tokens import token_texts
+
+    class Bytes:
+        def __init__(self, pieces):
+            self.pieces = pieces
+
+        def decode(self, ids):
+            return b"".join(self.pieces[i] for i in ids).decode("utf-8", "replace")
+
+    e, ri = "é".encode(), "日".encode()
+    tok = Bytes([b"caf", e[:1], e[1:], b" au", ri[:2], ri[2:]])
+    texts = token_texts(tok, list(range(6)))
+    assert texts == ["caf", "", "é", " au", "", "日"] and "".join(texts) == tok.decode(range(6))

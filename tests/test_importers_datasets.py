@@ -75,6 +75,10 @@ def test_cli_imports_each_format(tmp_path):
     assert result.exit_code == 0 and AuditRequest.model_validate_json(one.read_text()).pipeline.kind == "rag"
     result = CliRunner().invoke(app, ["import", "deepeval", str(IMPORTS / "deepeval_cases.json"), "--row", "5"])
     assert result.exit_code == 2 and "--row 5: the file has 2 rows" in result.output
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    result = CliRunner().invoke(app, ["import", "ragas", str(binary)])
+    assert result.exit_code == 2 and "not UTF-8" in " ".join(result.output.split())
 
 
 def test_a_suite_lists_a_dataset_and_is_checked_before_anything_runs(tmp_path):

@@ -110,6 +110,11 @@ def _drop(span: dict, prefix: str) -> None:
          "'FakeListChatModel' attribute x: an attribute value must"),
         ("FakeListChatModel", lambda s: _drop(s, "llm.input_messages.0.message.role"),
          "attribute llm.input_messages.0.message.role: missing"),
+        ("Atlas", lambda s: s["attributes"].append({"key": "retrieval.documents.999999.document.content",
+                                                   "value": {"stringValue": "x"}}), "more than 10000 items"),
+        ("Atlas", lambda s: s.update(startTimeUnixNano=float("inf")), "'Atlas': malformed span"),
+        ("Atlas", lambda s: _set(s, "retrieval.documents.0.document.metadata", {"stringValue": "[" * 5000}),
+         "malformed attributes"),
     ],
 )  # fmt: skip
 def test_malformed_traces_name_the_span_and_the_attribute(rag, name, change, expected):
@@ -158,3 +163,16 @@ def test_an_imported_trace_is_audited(rag, model):
     atlas, eiffel = report.sources
     assert atlas.reliance > eiffel.reliance and atlas.reliance > 2.0
     assert report.metadata["trace_id"] == body["metadata"]["trace_id"] and report.tags == ["source:otlp"]
+
+
+def test_nested_retrievers_count_once_and_reranked_out_documents_are_dropped(rag):
+    data = copy.deepcopy(rag)
+    spans = data["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    atlas = next(s for s in spans if s["name"] == "Atlas")
+    child = copy.deepcopy(atlas) | {"name": "Inner", "spanId": "AAAAAAAAAAE="}  # the same documents, one level down
+    extra = {"key": "retrieval.documents.2.document.content", "value": {"stringValue": "Reranked away, never shown."}}
+    atlas["attributes"].append(extra)
+    spans.append(child)
+    request = _request(data)
+    assert [d.text for d in request.pipeline.documents] == [text for text, _ in DOCS]
+    assert any("not in the LLM's messages" in n and "d3" in n for n in request.metadata["notes"])

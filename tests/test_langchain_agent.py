@@ -119,6 +119,16 @@ def test_an_lcel_rag_chain_keeps_its_real_prompt():
     assert request.prompt.template == "Context:\n{context}\n\nQuestion: {query}"
 
 
+def test_request_defaults_merge_metadata_and_tags_and_override_the_prompt():
+    defaults = {"metadata": {"team": "search"}, "tags": ["prod"], "prompt": {"template": "Q: {query}\n{context}"}}
+    handler, sent = _capture(request_defaults=defaults)
+    agent_loop().invoke("What is Tarsquin?", config={"callbacks": [handler]})
+    handler.flush()
+    (body,) = sent
+    assert body["metadata"]["team"] == "search" and body["metadata"]["source_system"] == "langchain"
+    assert body["tags"] == ["source:langchain", "prod"] and body["prompt"] == defaults["prompt"]
+
+
 def test_sampling_and_the_hook_choose_the_runs():
     echo = RunnableLambda(lambda q: weather.invoke({"city": q}))
     handler, sent = _capture(sample_rate=0.3, seed=7)

@@ -103,7 +103,8 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
                 assert max(sources, key=lambda k: sources[k]["reliance"]) == "calculator#3"
                 assert all(s["kind"] == "tool_output" and s["replay_without"] for s in sources.values())
                 assert "Tool calls" in httpx.get(agent["report_url"], timeout=10).text
-                _check_webhooks(receiver.wait(2, timeout=60), agent_id, worker)
+                secret = client.get("/v1/webhooks/secret").json()["secret"]
+                _check_webhooks(receiver.wait(2, timeout=60), agent_id, worker, secret)
                 # counters written where things happened (API: submitted; worker: finished, stage times)
                 metrics = client.get("/metrics").text
                 assert "faithaudit_audits_submitted_total 2.0" in metrics, metrics[:2000]
@@ -116,15 +117,17 @@ def test_submit_poll_report_equals_cli(tmp_path, database, cli_report):
             api.stop()
 
 
-def _check_webhooks(deliveries: list, audit_id: str, worker) -> None:
-    """Two POSTs (a 503, then the retry), each signed with the service's secret over exactly its body."""
+def _check_webhooks(deliveries: list, audit_id: str, worker, secret: str) -> None:
+    """Two POSTs (a 503, then the retry), each signed with the tenant's webhook key over exactly its body; the
+    report-link secret does not verify them."""
     from faithaudit.webhooks import SIGNATURE_HEADER, verify_signature
 
     assert len(deliveries) == 2, (deliveries, worker.tail())
     for attempt, (path, headers, body) in enumerate(deliveries, start=1):
         assert path == "/hooks/faithaudit" and headers["X-Faithaudit-Attempt"] == str(attempt)
-        assert verify_signature("test-secret", body, headers[SIGNATURE_HEADER])
-        assert not verify_signature("test-secret", body + b" ", headers[SIGNATURE_HEADER])
+        assert verify_signature(secret, body, headers[SIGNATURE_HEADER])
+        assert not verify_signature(secret, body + b" ", headers[SIGNATURE_HEADER])
+        assert not verify_signature("test-secret", body, headers[SIGNATURE_HEADER])
         sent = json.loads(body)
         assert sent["audit_id"] == audit_id and sent["status"] == "succeeded" and sent["gate_passed"] is not None
         assert sent["summary"]["num_sources"] == 3

@@ -84,14 +84,25 @@ def _check_page(browser, base: str, shots, name: str) -> None:
 
 
 def _follow(browser, element) -> None:
-    """Click and wait for the next page to replace this one."""
+    """Click and wait for the next page to replace this one, and to finish loading. While Chromium swaps the
+    documents, asking about the old one can fail in more ways than "stale": any failure means it is gone."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+
+    def replaced(driver) -> bool:
+        try:
+            page.is_enabled()
+        except WebDriverException:  # StaleElementReference, or "Node ... does not belong to the document"
+            return True
+        return False
+
+    wait = WebDriverWait(browser, 15)
+    wait.until(replaced)
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_review_flow_in_chromium(browser, server, golden_reports, tmp_path):

@@ -194,3 +194,15 @@ def test_no_auth_mode_needs_no_sign_in(tmp_path):
     finally:
         enqueuer.purge()
         store.dispose()
+
+
+def test_odd_but_harmless_input_is_not_a_500(ui):
+    client, keys, ids = ui
+    _sign_in(client, keys["acme"])
+    assert client.get("/ui/audits?until=9999-12-31").status_code == 200  # no upper bound, not an overflow
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    crowded = client.post("/ui/login", content="api_key=x&a=&b=&c=&d=&e=", headers=form, follow_redirects=False)
+    assert crowded.status_code == 422 and "one field" in crowded.text
+    forged = client.post("/ui/login", content=f"api_key={keys['globex']}", follow_redirects=False,
+                         headers=form | {"Origin": "https://evil.example"})  # fmt: skip
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers  # login CSRF refused

@@ -43,6 +43,17 @@ def test_one_signed_post_reaches_a_local_receiver():
     assert webhooks.post("http://127.0.0.1:9/closed", payload, secret="s", timeout=2, attempt=1) is None
 
 
+def test_each_tenant_gets_its_own_webhook_key(tmp_path):
+    with service_client(f"sqlite:///{tmp_path / 'fa.db'}", tmp_path, signing_secret="s" * 40) as (client, store):
+        keys = {t: {"X-API-Key": store.create_api_key(t)[0]} for t in ("acme", "globex")}
+        acme = client.get("/v1/webhooks/secret", headers=keys["acme"]).json()["secret"]
+        again = client.get("/v1/webhooks/secret", headers=keys["acme"]).json()["secret"]
+        globex = client.get("/v1/webhooks/secret", headers=keys["globex"]).json()["secret"]
+        assert acme == again and acme != globex and len(acme) == 64 and acme != "s" * 40
+        assert client.get("/v1/webhooks/secret").status_code == 401
+        assert (tmp_path / "callback_secret").is_file()  # its own secret, never the report-link one
+
+
 @pytest.mark.parametrize(
     ("hosts", "url", "status"),
     [
@@ -50,6 +61,7 @@ def test_one_signed_post_reaches_a_local_receiver():
         (["hooks.example.com"], "http://127.0.0.1:8080/hook", 422),
         (["hooks.example.com"], "https://hooks.example.com/faithaudit", 202),
         (["hooks.example.com"], "ftp://hooks.example.com/x", 422),  # the schema's URL rule
+        (["hooks.example.com"], "https://hooks.example.com:99999/x", 422),  # a port out of range: not a 500
     ],
 )
 def test_submit_refuses_hosts_the_operator_did_not_allow(tmp_path, hosts, url, status):

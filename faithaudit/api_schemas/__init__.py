@@ -54,6 +54,7 @@ from faithaudit.api_schemas.service import (
     Links,
     OtlpTracesIn,
     Progress,
+    WebhookSecret,
 )
 from faithaudit.api_schemas.suite import CaseVerdict, GateSuite, GateVerdict, SuiteCase
 
@@ -93,6 +94,7 @@ __all__ = [
     "ErrorBody",
     "ImportedRequest",
     "OtlpTracesIn",
+    "WebhookSecret",
     "Links",
     "Progress",
     "DEFAULT_METHODS",

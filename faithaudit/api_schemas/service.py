@@ -122,3 +122,11 @@ class OtlpTracesIn(BaseModel):
     resourceSpans: list[dict[str, Any]] = Field(  # noqa: N815 - the OTLP field name
         description="resourceSpans[].scopeSpans[].spans[] with OpenInference or GenAI attributes."
     )
+
+
+class WebhookSecret(BaseModel):
+    """The key for checking ``X-Faithaudit-Signature`` on this tenant's webhooks (``webhooks.verify_signature``)."""
+
+    secret: str = Field(description="HMAC-SHA256 key, hex; derived for this tenant from the service's secret.")
+    header: str = "X-Faithaudit-Signature"
+    scheme: str = Field(default="t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>")

@@ -19,9 +19,10 @@ from faithaudit.errors import FieldError, InvalidRequestError
 
 @dataclass(frozen=True)
 class ResolvedCase:
-    index: int
+    index: int  # position among the resolved cases
     name: str
     request: AuditRequest  # thresholds already merged
+    suite_index: int | None = None  # the suite's case it came from (a dataset case gives several)
 
 
 def _bad(path: str, msg: str, *, where: str = "") -> InvalidRequestError:
@@ -91,7 +92,7 @@ def resolve_cases(suite: GateSuite, *, base_dir: Path | None) -> list[ResolvedCa
                     f"{label}: no threshold at all (set `thresholds` in the suite, the request or the case)",
                 )
             request = request.model_copy(update={"thresholds": thresholds})
-            out.append(ResolvedCase(index=len(out), name=name, request=request))
+            out.append(ResolvedCase(index=len(out), name=name, request=request, suite_index=i))
     return out
 
 
@@ -121,7 +122,7 @@ def _read_dataset(base_dir: Path, case: SuiteCase, i: int, label: str) -> list[t
         data = _json_or_lines(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise _bad(field, f"{label}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _bad(field, f"{label}: {path} is neither JSON nor JSON Lines ({str(exc)[:200]})") from None
     try:
         rows = dataset_requests(data, case.format, name=case.name or path.stem)
@@ -143,7 +144,7 @@ def check_corpora(cases: list[ResolvedCase], exists) -> None:
         pipeline = case.request.pipeline
         if pipeline.kind == "retriever" and not exists(pipeline.corpus):
             raise _bad(
-                f"cases[{case.index}].request.pipeline.corpus",
+                f"cases[{case.index if case.suite_index is None else case.suite_index}].request.pipeline.corpus",
                 f"case {case.name!r}: no corpus {pipeline.corpus!r} (`faithaudit corpus add` it first)",
             )
 

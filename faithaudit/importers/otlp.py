@@ -21,7 +21,9 @@ from typing import Any
 from faithaudit.importers.errors import ImportFormatError
 
 LLM_OPERATIONS = ("chat", "text_completion", "generate_content")
-_INDEXED = re.compile(r"^(?P<n>\d+)\.(?P<rest>.+)$")
+_INDEXED = re.compile(r"^(?P<n>\d{1,6})\.(?P<rest>.+)$")
+MAX_INDEX = 10_000  # retrieved documents, messages or tools in one span
+MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ def read_spans(data: Any) -> list[Span]:
                     where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
                     try:
                         spans.append(_span(raw, where))
-                    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a malformed value inside
-                        raise ImportFormatError.at(where, f"malformed span: {exc!s:.200}") from None
+                    except MALFORMED as exc:  # a malformed value inside (1e400 as a time, a kvlist without keys)
+                        name = raw.get("name") if isinstance(raw, dict) else None
+                        label = where if name is None else f"{where} '{str(name)[:100]}'"
+                        raise ImportFormatError.at(label, f"malformed span: {exc!s:.200}") from None
     return sorted(spans, key=lambda sp: (sp.start, sp.end))
 
 
@@ -148,7 +152,10 @@ def indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
         if key.startswith(prefix + "."):
             match = _INDEXED.match(key[len(prefix) + 1 :])
             if match:
-                items.setdefault(int(match["n"]), {})[match["rest"]] = value
+                index = int(match["n"])
+                if index >= MAX_INDEX:
+                    raise ValueError(f"{prefix}.{index}: more than {MAX_INDEX} items in one span")
+                items.setdefault(index, {})[match["rest"]] = value
     return [items.get(i, {}) for i in range(max(items) + 1)] if items else []
 
 
@@ -157,7 +164,7 @@ def _json(text: Any, where: str) -> Any:
         return text
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, over-long integers, deep nesting
         raise ImportFormatError.at(where, "is not valid JSON") from None
 
 

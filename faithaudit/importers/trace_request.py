@@ -7,7 +7,7 @@ from typing import Any
 
 from faithaudit.api_schemas.request import DEFAULT_TEMPLATE
 from faithaudit.importers.errors import ImportFormatError
-from faithaudit.importers.otlp import Span, indexed, messages_of, read_spans
+from faithaudit.importers.otlp import MALFORMED, Span, indexed, messages_of, read_spans
 
 MODEL_KEYS = ("llm.model_name", "gen_ai.response.model", "gen_ai.request.model")
 
@@ -17,7 +17,7 @@ def otlp_request(data: Any, *, trace_id: str | None = None, source: str = "otlp"
     spans = pick_trace(read_spans(data), trace_id)
     try:
         return _request(spans, source)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # attributes of an unexpected shape
+    except MALFORMED as exc:  # attributes of an unexpected shape
         raise ImportFormatError.at(f"trace {spans[0].trace_id}", f"malformed attributes: {exc!s:.200}") from None
 
 
@@ -87,16 +87,33 @@ def _rag(spans: list[Span], last: Span, messages: list[dict], notes: list[str]) 
             content = doc.get("document.content")
             if not isinstance(content, str) or not content.strip():
                 raise ImportFormatError.at(span.where(f"retrieval.documents.{i}.document.content"), "missing or empty")
+            if any(d["text"] == content for d in documents):
+                continue  # a nested retriever's documents are also its parent's
             doc_id = str(doc.get("document.id") or f"d{len(documents) + 1}")
             while doc_id in seen:
                 doc_id += "'"
             seen.add(doc_id)
             documents.append({"id": doc_id, "text": content, "metadata": _doc_metadata(doc, span)})
             positions[doc_id] = [span.span_id, i]
+    documents = _seen_by_model(documents, messages, notes)
     query = _query(retrievers[-1], messages)
     prompt = _prompt(messages, [d["text"] for d in documents], query, notes)
     body = {"query": query, "pipeline": {"kind": "rag", "documents": documents}, "prompt": prompt}
     return body | {"metadata": {"document_spans": positions}}
+
+
+def _seen_by_model(documents: list[dict], messages: list[dict], notes: list[str]) -> list[dict]:
+    """Only the documents the last LLM call saw (a reranker may drop some): those whose text is in its messages,
+    when any is; the dropped ones are named in a note."""
+    seen_text = "\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+    kept = [d for d in documents if d["text"] in seen_text]
+    if not kept or len(kept) == len(documents):
+        return documents
+    dropped = [d["id"] for d in documents if d not in kept]
+    notes.append(
+        f"retrieved but not in the LLM's messages (dropped by a later step), so not audited: {', '.join(dropped)}"
+    )
+    return kept
 
 
 def _doc_metadata(doc: dict[str, Any], span: Span) -> dict[str, Any]:
@@ -150,6 +167,8 @@ def _prompt(messages: list[dict], texts: list[str], query: str, notes: list[str]
 
 
 def rebuild_template(user: str, texts: list[str], query: str) -> tuple[str, str] | None:
+    if not texts:
+        return None
     positions, cursor = [], 0
     for text in texts:
         at = user.find(text, cursor)
@@ -185,7 +204,7 @@ def _agent(last: Span, messages: list[dict], tool_spans: list[Span]) -> dict[str
     tools = _tool_schemas(last) or _tools_from_spans(tool_spans)
     if tools:
         pipeline["tools"] = tools
-    return {"query": users[0], "pipeline": pipeline}
+    return {"query": users[-1], "pipeline": pipeline}  # the question the final answer answers
 
 
 def _tool_turns(tool_spans: list[Span]) -> list[dict]:

@@ -169,9 +169,21 @@ class FaithauditCallbackHandler(BaseTracer):
             **body.get("metadata", {}),
         }
         body["tags"] = ["source:langchain"]
-        for key, value in self.request_defaults.items():
-            body.setdefault(key, value)
-        return body
+        return merge_defaults(body, self.request_defaults)
+
+
+def merge_defaults(body: dict, defaults: dict) -> dict:
+    """``request_defaults`` over the built request: ``metadata`` merged (yours win), ``tags`` added, what the run
+    itself gave (query, pipeline, response) kept, anything else (prompt, model, audit, thresholds) yours."""
+    out = dict(body)
+    for key, value in defaults.items():
+        if key == "metadata":
+            out["metadata"] = {**out.get("metadata", {}), **value}
+        elif key == "tags":
+            out["tags"] = list(dict.fromkeys([*out.get("tags", []), *value]))
+        elif key not in ("query", "pipeline", "response"):
+            out[key] = value
+    return out
 
 
 def _rag_request(run: Any, runs: list, messages: list[dict]) -> dict | None:
@@ -215,7 +227,7 @@ def _agent_request(run: Any, runs: list, chat: Any, messages: list[dict]) -> dic
     tools = _tool_specs(chat, [r for r in runs if r.run_type == "tool"])
     if tools:
         pipeline["tools"] = tools
-    body: dict[str, Any] = {"query": users[0], "pipeline": pipeline, "response": answer}
+    body: dict[str, Any] = {"query": users[-1], "pipeline": pipeline, "response": answer}  # the last question
     if any(r.run_type == "retriever" for r in runs if not _inside_tool(r, runs)):
         body["metadata"] = {
             "notes": [

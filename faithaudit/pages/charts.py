@@ -120,4 +120,4 @@ def _extent(sources: list[SourceReport], floor: float | None, rules: LabelThresh
     values = [abs(s.reliance) for s in sources if finite(s.reliance)]
     values += [abs(v) for s in sources if s.reliance_interval for v in s.reliance_interval if finite(v)]
     values += [abs(rules.decisive) * 1.5, abs(rules.distracting) * 1.5, floor or 0.0]
-    return max(values) * 1.1
+    return max(max(values) * 1.1, 1.0)  # never a zero-height axis

@@ -100,6 +100,8 @@ def execute_audit(audit_id: str) -> str:
     claim = store.claim(audit_id, WORKER_ID, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
     if not claim.claimed:
         log.info("audit %s not run: %s", audit_id, claim.reason)
+        if claim.reason == "exhausted":  # it failed for good just now: its receiver hears of it too
+            _callback_later(audit_id, claim.audit.request)
         return f"skipped:{claim.reason}"
     telemetry.ATTEMPTS.inc()
     started = time.monotonic()
@@ -159,7 +161,6 @@ def _callback_later(audit_id: str, request: dict) -> None:
 def deliver_callback(audit_id: str, *, attempt: int) -> tuple[str, float | None]:
     """One webhook attempt for an ended audit: (outcome, seconds before the next try or None when done)."""
     from faithaudit import webhooks
-    from faithaudit.secret_file import load_or_create_secret
 
     settings = get_settings()
     row = get_store().get_audit(audit_id)
@@ -169,7 +170,7 @@ def deliver_callback(audit_id: str, *, attempt: int) -> tuple[str, float | None]
     if not webhooks.host_allowed(url, settings.callback_hosts):  # the allow-list may have shrunk since submit
         log.warning("audit %s: webhook host no longer allowed: %s", audit_id, url)
         return "refused", None
-    secret = settings.callback_secret or settings.signing_secret or load_or_create_secret(settings.data_dir)
+    secret = webhooks.tenant_secret(webhooks.service_secret(settings), row.tenant)
     payload = webhooks.encode(webhooks.callback_body(row))
     status = webhooks.post(url, payload, secret=secret, timeout=settings.callback_timeout_seconds, attempt=attempt)
     telemetry.WEBHOOKS.labels(outcome="delivered" if status is not None and status < 300 else "error").inc()

@@ -15,15 +15,19 @@ MAX_TOKENS = 1024
 
 
 def token_texts(tokenizer: ModelAdapter, ids: Sequence[int]) -> list[str]:
-    """Each token's text as it reads in context: the growth of the decoded prefix (a multi-byte character split
-    over tokens lands whole on the token that completes it)."""
+    """Each token's text as it reads in context: the growth of the decoded prefix. A token that ends inside a
+    multi-byte character (the prefix decodes to a trailing U+FFFD) gets "", and the token that completes the
+    character gets all of it, so the texts always join into the decoded response."""
     texts, before = [], ""
     for end in range(1, len(ids) + 1):
         text = tokenizer.decode(ids[:end])
-        if text.startswith(before):
-            texts.append(text[len(before) :])
-        else:  # a replacement character resolved: attribute the rewritten tail to this token
-            texts.append(text[len(_common_prefix(before, text)) :])
+        if text.endswith("\ufffd") and end < len(ids):
+            texts.append("")  # the character is not complete yet
+            continue
+        common = len(before) if text.startswith(before) else len(_common_prefix(before, text))
+        if common < len(before):  # an earlier partial character resolved: the last non-empty token gave too much
+            texts[-1] = texts[-1][: max(0, len(texts[-1]) - (len(before) - common))] if texts else ""
+        texts.append(text[common:])
         before = text
     return texts
 

@@ -1,4 +1,5 @@
-"""/v1/imports: traces from other tools as audit requests (parsing only; nothing is submitted or run)."""
+"""/v1/imports: traces from other tools as audit requests (parsing only; nothing is submitted or run), and
+/v1/webhooks/secret: the key a tenant's webhook receivers verify signatures with."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from faithaudit.api_schemas import ImportedRequest
+from faithaudit.api_schemas import ImportedRequest, WebhookSecret
 from faithaudit.importers.trace_request import otlp_request
 from faithaudit.importers.validate import checked_request
-from faithaudit.service.deps import CurrentTenant
+from faithaudit.service.deps import CurrentTenant, SettingsDep
 from faithaudit.service.validation import load_json
 
-router = APIRouter(prefix="/v1/imports", tags=["imports"])
+router = APIRouter(tags=["imports", "webhooks"])
 
 
-@router.post("/otlp", response_model=ImportedRequest)
+@router.post("/v1/imports/otlp", response_model=ImportedRequest)
 async def import_otlp(
     request: Request,
     tenant: CurrentTenant,
@@ -32,3 +33,12 @@ def _convert(data, trace_id: str | None) -> ImportedRequest:
     body = otlp_request(data, trace_id=trace_id)
     checked = checked_request(body, where=f"trace {body['metadata']['trace_id']}")
     return ImportedRequest(request=checked, notes=list(body["metadata"]["notes"]))
+
+
+@router.get("/v1/webhooks/secret", response_model=WebhookSecret)
+async def webhook_secret(tenant: CurrentTenant, settings: SettingsDep) -> WebhookSecret:
+    """This tenant's webhook signing key (derived per tenant: it verifies only this tenant's webhooks)."""
+    from faithaudit import webhooks
+
+    service = await run_in_threadpool(webhooks.service_secret, settings)
+    return WebhookSecret(secret=webhooks.tenant_secret(service, tenant))

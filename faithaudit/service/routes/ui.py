@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 
 from faithaudit.api_schemas import AuditReport, format_loc
 from faithaudit.api_schemas.request import TAG_PATTERN
-from faithaudit.errors import FaithauditError, InvalidRequestError, NotFoundError
+from faithaudit.errors import FaithauditError, ForbiddenError, InvalidRequestError, NotFoundError
 from faithaudit.pages.env import render
 from faithaudit.pages.report import render_report_html
 from faithaudit.pages.ui_views import compare, list_row, parse_day, trend
@@ -101,20 +101,39 @@ async def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, store: StoreDep) -> Response:
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    _same_origin(request)
+    try:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=4)
+    except ValueError:
+        return page("login.html", status=422, error="body: the sign-in form has one field, api_key", signed_in=False)
     key = (form.get("api_key") or [""])[0].strip()
     if not key or len(key) > MAX_KEY_CHARS:
         return page("login.html", status=422, error="api_key: enter an API key", signed_in=False)
     if await tenant_for_key(request, store, key) is None:
         return page("login.html", status=401, error="api_key: invalid or revoked API key", signed_in=False)
     response = RedirectResponse(f"{PREFIX}/audits", status_code=303, headers=PAGE_HEADERS)
-    secure = (request.app.state.settings.public_url or "").startswith("https://") or request.url.scheme == "https"
+    settings = request.app.state.settings
+    secure = (
+        settings.is_production or (settings.public_url or "").startswith("https://") or request.url.scheme == "https"
+    )
     response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=secure, path=PREFIX)
     return response
 
 
+def _same_origin(request: Request) -> None:
+    """A form post from another site (login CSRF: signing a victim in with the attacker's key) is refused; the
+    browser sends Origin on every POST."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        from urllib.parse import urlsplit
+
+        if urlsplit(origin).netloc != request.headers.get("host", ""):
+            raise ForbiddenError("cross-site form post refused")
+
+
 @router.post("/logout", response_class=HTMLResponse)
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    _same_origin(request)
     response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=PAGE_HEADERS)
     response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response
@@ -141,7 +160,10 @@ async def audits_page(
     if before is not None:
         from datetime import timedelta
 
-        before += timedelta(days=1)  # until is inclusive
+        try:
+            before += timedelta(days=1)  # until is inclusive
+        except OverflowError:  # 9999-12-31: no upper bound
+            before = None
     rows, next_cursor = await run_in_threadpool(
         store.list_audits,
         tenant,
