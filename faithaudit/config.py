@@ -94,6 +94,15 @@ class Settings(BaseSettings):
             problem = weak_secret(self.signing_secret)
             if problem:
                 raise ValueError(f"FAITHAUDIT_SIGNING_SECRET {problem} (FAITHAUDIT_ENVIRONMENT={self.environment})")
+        if self.is_production and self.callback_hosts:
+            # the API tells tenants their key and the workers sign with it: in separate containers a generated
+            # secret would differ between them, so production names one
+            problem = "is unset" if self.callback_secret is None else weak_secret(self.callback_secret)
+            if problem:
+                raise ValueError(
+                    f"FAITHAUDIT_CALLBACK_SECRET {problem}: webhooks are on (FAITHAUDIT_CALLBACK_HOSTS) and "
+                    f"FAITHAUDIT_ENVIRONMENT={self.environment}"
+                )
         return self
 
     @field_validator("callback_hosts", mode="before")

@@ -45,6 +45,7 @@ def test_compose_runs_prometheus_and_grafana_with_the_token():
     assert compose["secrets"]["faithaudit_metrics_token"]["environment"] == "FAITHAUDIT_METRICS_TOKEN"
     env = compose["x-faithaudit-env"]
     assert env["FAITHAUDIT_ENVIRONMENT"] == "production" and "FAITHAUDIT_METRICS_TOKEN" in env
+    assert {"FAITHAUDIT_CALLBACK_HOSTS", "FAITHAUDIT_CALLBACK_SECRET"} <= set(env)  # one webhook secret for all
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     api_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "faithaudit-api")
     assert api_job["authorization"]["credentials_file"].endswith("faithaudit_metrics_token")

@@ -71,3 +71,16 @@ def test_submit_refuses_hosts_the_operator_did_not_allow(tmp_path, hosts, url, s
         assert r.status_code == status, r.text
         if status == 422:
             assert r.json()["error"]["fields"][0]["path"] == "callback_url"
+
+
+def test_production_with_webhooks_needs_a_named_secret(monkeypatch):
+    from faithaudit.config import Settings
+
+    base = {"environment": "production", "signing_secret": "x" * 40, "callback_hosts": ["hooks.example.com"]}
+    for secret, problem in ((None, "is unset"), ("short", "is shorter than 32 bytes")):
+        with pytest.raises(ValueError, match=f"FAITHAUDIT_CALLBACK_SECRET {problem}"):
+            Settings(**base, callback_secret=secret)
+    assert Settings(**base, callback_secret="k" * 40).callback_hosts == ["hooks.example.com"]
+    assert Settings(**(base | {"callback_hosts": []})).callback_secret is None  # webhooks off: nothing needed
+    monkeypatch.setenv("FAITHAUDIT_CALLBACK_SECRET", "")  # compose passes an empty value when it is not set
+    assert Settings(**(base | {"callback_hosts": []})).callback_secret is None
