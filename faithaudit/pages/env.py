@@ -37,10 +37,6 @@ def show(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-def interval(pair: tuple[float, float] | list[float] | None, digits: int = 2) -> str:
-    return DASH if pair is None else f"[{pair[0]:+.{digits}f}, {pair[1]:+.{digits}f}]"
-
-
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -50,7 +46,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(show=show, num=num, signed=signed, pct=pct, yes_no=yes_no, interval=interval)
+    env.filters.update(show=show, num=num, signed=signed, pct=pct, yes_no=yes_no)
     env.globals["DASH"] = DASH
     return env
 

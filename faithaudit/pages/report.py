@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from faithaudit.api_schemas import AuditReport, LabelThresholds, SourceReport, TokenScore
-from faithaudit.pages.charts import LABEL_COLOURS, NO_LABEL, finite, scatter
+from faithaudit.pages.charts import LABEL_COLOURS, NO_LABEL, scatter
 from faithaudit.pages.env import render
 from faithaudit.pages.verdict import RELIED, verdict
 
@@ -88,5 +88,4 @@ def render_report_html(
         stages=stages,
         metadata_items=_metadata_items(report),
         regenerated=[src for src in report.sources if src.answer_without is not None],
-        finite=finite,
     )
