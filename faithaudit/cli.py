@@ -912,7 +912,24 @@ def worker(
     )
 
 
+def _settings_or_exit() -> None:
+    """A bad FAITHAUDIT_* variable stops every command at start-up (exit 2), naming the variable."""
+    from pydantic import ValidationError
+
+    from faithaudit.config import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        for e in exc.errors():
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            where = f"FAITHAUDIT_{str(e['loc'][0]).upper()}: " if e["loc"] else ""
+            err.print(f"[red]error:[/red] invalid setting: {where}{msg}", highlight=False)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
 def main() -> None:
+    _settings_or_exit()
     app()
 
 

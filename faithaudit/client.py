@@ -39,6 +39,7 @@ from faithaudit.api_schemas import (
     GateSuite,
     JobAccepted,
     JobStatus,
+    Usage,
 )
 from faithaudit.errors import FaithauditError
 
@@ -54,9 +55,12 @@ class ClientError(FaithauditError):
 
 
 class ApiError(ClientError):
-    def __init__(self, status: int, code: str, message: str, fields: list[dict] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[dict] | None = None, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(f"HTTP {status} {code}: {message}")
         self.status, self.api_code, self.api_message, self.api_fields = status, code, message, fields or []
+        self.retry_after = retry_after  # seconds, on a 429 (a quota): submit again after it
 
 
 class ServiceUnavailable(ClientError):
@@ -87,7 +91,8 @@ def _raise_for(response: httpx.Response) -> None:
         code, message, fields = err.get("code", "error"), err.get("message", ""), err.get("fields", [])
     except (ValueError, KeyError, TypeError):
         code, message, fields = "http_error", response.text[:500], []
-    raise ApiError(response.status_code, code, message, fields)
+    retry = response.headers.get("Retry-After", "")
+    raise ApiError(response.status_code, code, message, fields, retry_after=int(retry) if retry.isdigit() else None)
 
 
 class _Base:
@@ -229,6 +234,14 @@ class Client(_Base):
     def corpus(self, name: str) -> CorpusInfo:
         return self._call("GET", f"/v1/corpora/{name}", CorpusInfo)
 
+    def delete_corpus(self, name: str) -> JobAccepted:
+        """Delete a corpus (its files are removed by the returned job)."""
+        return self._call("DELETE", f"/v1/corpora/{name}", JobAccepted)
+
+    def usage(self) -> Usage:
+        """This tenant's quotas and what counts against them now."""
+        return self._call("GET", "/v1/usage", Usage)
+
     def job(self, job_id: str) -> JobStatus:
         return self._call("GET", f"/v1/jobs/{job_id}", JobStatus)
 
@@ -327,6 +340,12 @@ class AsyncClient(_Base):
 
     async def job(self, job_id: str) -> JobStatus:
         return await self._call("GET", f"/v1/jobs/{job_id}", JobStatus)
+
+    async def delete_corpus(self, name: str) -> JobAccepted:
+        return await self._call("DELETE", f"/v1/corpora/{name}", JobAccepted)
+
+    async def usage(self) -> Usage:
+        return await self._call("GET", "/v1/usage", Usage)
 
     async def submit_gate(self, suite: GateSuite | dict) -> JobAccepted:
         return await self._call("POST", "/v1/gates", JobAccepted, json=_body(suite))

@@ -46,7 +46,27 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="A worker's lease on an audit; renewed by heartbeat.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
-    max_attempts: int = Field(default=3, ge=1, description="Tries before an audit fails for good.")
+    max_attempts: int = Field(default=3, ge=1, description="Tries before an audit or a job fails for good.")
+    requeue_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="Queued work that no worker claimed this long after it was sent is sent again when the broker "
+        "holds fewer messages than there are queued items (lost in a broker restart); default two leases.",
+    )
+    quota_max_active_audits: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Per tenant: most audits and gate runs queued or running at once (429 beyond); unset: no limit.",
+    )
+    quota_tokens_per_hour: int | None = Field(
+        default=None,
+        ge=1_000,
+        le=10**12,
+        description="Per tenant: most planned tokens (POST /v1/audits answers each audit's) submitted in any hour "
+        "(429 with Retry-After beyond); unset: no limit.",
+    )
     max_body_bytes: int = Field(default=2_000_000, ge=1024, description="Larger request bodies get 413.")
     body_read_timeout_seconds: float = Field(
         default=30.0, gt=0, description="A client that stops sending its body this long gets 408."
@@ -112,10 +132,23 @@ class Settings(BaseSettings):
             v = json.loads(v) if v.strip().startswith("[") else v.split(",")
         return [h.strip().lower() for h in v if h and h.strip()]
 
-    @field_validator("metrics_token", "signing_secret", "public_url", "callback_secret", mode="before")
+    @field_validator(
+        "metrics_token",
+        "signing_secret",
+        "public_url",
+        "callback_secret",
+        "requeue_after_seconds",
+        "quota_max_active_audits",
+        "quota_tokens_per_hour",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, v):
         return None if isinstance(v, str) and not v.strip() else v
+
+    @property
+    def requeue_after(self) -> float:
+        return self.requeue_after_seconds or 2 * self.lease_seconds
 
     @property
     def is_production(self) -> bool:

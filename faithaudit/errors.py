@@ -39,6 +39,11 @@ class FaithauditError(Exception):
         self.message = message
         self.fields = list(fields or [])
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the HTTP answer carries (``Retry-After`` for a quota)."""
+        return {}
+
     def as_dict(self) -> dict:
         return {
             "error": {
@@ -82,6 +87,21 @@ class NotFoundError(FaithauditError):
 class ConflictError(FaithauditError):
     code = "conflict"
     http_status = 409
+
+
+class QuotaExceededError(FaithauditError):
+    """A tenant's quota is used up for now; ``retry_after`` seconds later the same request fits (429)."""
+
+    code = "quota_exceeded"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = int(retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ModelUnavailableError(InvalidRequestError):

@@ -70,6 +70,14 @@ class Enqueuer:
         except Exception:
             return None
 
+    def instance_id(self) -> str | None:
+        """The broker's instance (Redis ``run_id``): a new one means it restarted and may have lost messages."""
+        try:
+            with self.app.connection_for_write() as conn:
+                return str(conn.default_channel.client.info("server")["run_id"])
+        except Exception:
+            return None
+
     def purge(self) -> int | None:
         """Drop every message waiting in this queue (tests and fuzz runs on a private queue); how many."""
         try:

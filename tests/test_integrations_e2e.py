@@ -69,6 +69,24 @@ def test_corpus_jobs_and_bad_input(service):
     assert added.status == "succeeded" and added.result["num_documents"] == 11
 
 
+def test_a_corpus_is_deleted_with_its_files_and_its_name_is_free_again(service):
+    _, _, client, worker = service
+    assert client.wait_job(client.create_corpus("scratch", [{"text": "Owls hunt at night."}]).id, 120).status == (
+        "succeeded"
+    )
+    deleting = client.delete_corpus("scratch")
+    assert deleting.kind == "corpus_delete"
+    with pytest.raises(ApiError) as exc:
+        client.corpus("scratch")
+    assert exc.value.status == 404  # gone from the API at once
+    removed = client.wait_job(deleting.id, timeout=120)
+    assert removed.status == "succeeded" and removed.result == {"corpus": "scratch", "files_removed": True}
+    rebuilt = client.wait_job(client.create_corpus("scratch", [{"text": "Bats hunt at dusk."}]).id, timeout=120)
+    assert rebuilt.status == "succeeded" and rebuilt.result["num_documents"] == 1, (rebuilt.error, worker.tail())
+    usage = client.usage()
+    assert usage.limits.max_active_audits is None and usage.active_gates == 0
+
+
 def test_client_submits_waits_and_reads_a_retriever_report(service):
     base, key, client, worker = service
     accepted = client.submit(RETRIEVER_CASE)

@@ -3,9 +3,9 @@
 ``api_schemas`` imports nothing else of ours; ``audits`` imports ``api_schemas``, ``errors`` and itself;
 ``retrieval`` and ``tools`` may import ``audits``; ``store`` is imported by the service and the workers and
 imports neither; ``service`` never imports ``workers``, ``audits`` (except the torch-free prompt and model-text
-modules it counts tokens with), ``retrieval`` or ``tools``; ``workers`` never import ``service``. Lazy imports
-inside functions count too: they are dependencies all the same. ``pages`` (the report page and the UI views)
-imports only ``api_schemas`` and itself.
+modules it counts tokens with, and ``estimate``, the plan's cost), ``retrieval`` or ``tools``; ``workers`` never
+import ``service``. Lazy imports inside functions count too: they are dependencies all the same. ``pages`` (the
+report page and the UI views) imports only ``api_schemas`` and itself.
 """
 
 from __future__ import annotations
@@ -18,7 +18,16 @@ from cases import ROOT
 PACKAGE = ROOT / "faithaudit"
 TOKEN_COUNTING = tuple(
     f"faithaudit.audits.{m}"
-    for m in ("prompt", "model.adapter", "model.chat", "model.registry", "answers", "source_limits", "placebos")
+    for m in (
+        "prompt",
+        "model.adapter",
+        "model.chat",
+        "model.registry",
+        "answers",
+        "source_limits",
+        "placebos",
+        "estimate",
+    )
 )
 
 

@@ -45,7 +45,7 @@ def test_submit_returns_202_and_enqueues(api):
     assert got["status"] == "queued" and got["progress"] == {"fraction": 0.0, "stage": None}
     assert got["report"] is None and got["report_url"] is None
     after_grace = datetime.now(UTC) + timedelta(seconds=5)
-    assert store.reap(stale_enqueue_seconds=3600, now=after_grace) == []  # it was enqueued: nothing to reap
+    assert store.reap(stale_enqueue_seconds=3600, now=after_grace).ids == []  # it was enqueued: nothing to reap
 
 
 def test_missing_or_wrong_key_is_401(api):
@@ -205,6 +205,10 @@ def test_api_process_never_imports_torch():
         "import sys; from faithaudit.service.app import create_app; from faithaudit.config import Settings;"
         "import faithaudit.cli; import faithaudit.service.token_budget;"
         "create_app(Settings(database_url='sqlite://'), run_reaper=False);"
+        "import json, pathlib; from faithaudit.api_schemas import AuditRequest;"
+        "r = AuditRequest.model_validate(json.load(open('examples/fictional_fact.json')));"
+        "p = faithaudit.service.token_budget.planned_cost(r, model_name='m', cache_dir=pathlib.Path('/nonexistent'));"
+        "assert p.forward_passes > 10 and p.tokens > 1000, p;"  # the plan's stage registry is built, torch-free
         "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

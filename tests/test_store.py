@@ -265,8 +265,8 @@ def test_an_expired_lease_is_reaped_and_reclaimed(store):
     row = _running(store, "w1")
     store.mark_enqueued(row.id)
     later = datetime.now(UTC) + timedelta(seconds=LEASE + 5)
-    assert store.reap(stale_enqueue_seconds=3600) == []
-    assert store.reap(stale_enqueue_seconds=3600, now=later) == [row.id]
+    assert store.reap(stale_enqueue_seconds=3600).ids == []
+    assert store.reap(stale_enqueue_seconds=3600, now=later).ids == [row.id]
     assert store.get_audit(row.id).status == "queued"
     assert not store.heartbeat(row.id, "w1", lease_seconds=LEASE)  # the reaped worker learns it lost the audit
 
@@ -333,12 +333,12 @@ def test_reap_returns_queued_audits_never_or_long_ago_enqueued(store):
     old, _ = _create(store)
     store.mark_enqueued(old.id, now=datetime.now(UTC) - timedelta(minutes=10))
     # a never-enqueued audit gets a short grace period: the API enqueues it right after answering 202
-    assert set(store.reap(stale_enqueue_seconds=60)) == {old.id}
+    assert set(store.reap(stale_enqueue_seconds=60).ids) == {old.id}
     later = datetime.now(UTC) + timedelta(seconds=5)
-    assert set(store.reap(stale_enqueue_seconds=60, now=later)) == {never.id, old.id}
+    assert set(store.reap(stale_enqueue_seconds=60, now=later).ids) == {never.id, old.id}
     store.mark_enqueued(never.id)
     store.mark_enqueued(old.id)
-    assert store.reap(stale_enqueue_seconds=60) == []
+    assert store.reap(stale_enqueue_seconds=60).ids == []
 
 
 def _race_claims(store: Store, audit_id: str, workers: tuple[str, ...]) -> list:
@@ -394,6 +394,10 @@ def test_from_settings_creates_the_data_dir(tmp_path):
 def test_retention_deletes_finished_audits_and_jobs_past_their_age_and_keeps_active_ones(store):
     from faithaudit.store.reaper import reap_once
 
+    class NoBroker:  # the broker is down: nothing is sent, retention still runs
+        send = send_job = staticmethod(lambda _id: False)
+        queue_depth = instance_id = staticmethod(lambda: None)
+
     long_ago = datetime.now(UTC) - timedelta(days=40)
     old_done = _running(store, "w1", now=long_ago)
     store.finish(old_done.id, "w1", report={"summary": "sensitive"}, gate_passed=True)
@@ -401,11 +405,59 @@ def test_retention_deletes_finished_audits_and_jobs_past_their_age_and_keeps_act
     recent = _running(store, "w2")
     store.finish(recent.id, "w2", report={}, gate_passed=True)
     old_job = store.create_job(tenant="acme", kind="gate", payload={"cases": []}, now=long_ago)
-    store.claim_job(old_job.id, "w3", max_attempts=3)
-    store.finish_job(old_job.id, result={"passed": True})
+    store.claim_job(old_job.id, "w3", lease_seconds=LEASE, max_attempts=3)
+    store.finish_job(old_job.id, "w3", result={"passed": True})
     queued_job = store.create_job(tenant="acme", kind="gate", payload={"cases": []}, now=long_ago)
-    reap_once(store, lambda _id: False, stale_enqueue_seconds=1e9, retention_days=30)
+    reap_once(store, NoBroker(), stale_enqueue_seconds=1e9, retention_days=30)
     assert store.get_audit(old_done.id) is None and store.events(old_done.id) == []
     assert store.get_audit(old_queued.id) is not None and store.get_audit(recent.id) is not None
     assert store.get_job(old_job.id) is None and store.get_job(queued_job.id) is not None
     assert store.purge_before(datetime.now(UTC) - timedelta(days=30)) == {"audits": 0, "jobs": 0}
+
+
+def test_concurrent_submits_never_overshoot_a_quota(store):
+    """Eight threads submit at once under a limit of three active audits: exactly three are admitted (the
+    admitting transaction reads usage under a per-tenant lock on PostgreSQL; SQLite's writers are serial)."""
+    from faithaudit.errors import QuotaExceededError
+    from faithaudit.quotas import Quota, admit
+
+    quota = Quota(max_active_audits=3)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def submit(i: int) -> None:
+        barrier.wait()
+        try:
+            store.create_audit(
+                tenant="acme", request={"n": i}, request_hash=str(i), idempotency_key=None, planned_tokens=10,
+                admit=lambda usage: admit(quota, usage, planned_tokens=10, now=datetime.now(UTC)),
+            )  # fmt: skip
+            outcomes.append("admitted")
+        except QuotaExceededError:
+            outcomes.append("429")
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["429"] * 5 + ["admitted"] * 3
+    assert store.usage("acme").active_audits == 3 and store.usage("globex").active_audits == 0
+
+
+def test_a_job_lease_is_taken_once_under_racing_claims(store):
+    job = store.create_job(tenant="acme", kind="gate", payload={"cases": []})
+    barrier = threading.Barrier(4)
+    reasons: list[str] = []
+
+    def claim(worker: str) -> None:
+        barrier.wait()
+        reasons.append(store.claim_job(job.id, worker, lease_seconds=LEASE, max_attempts=3).reason)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(reasons) == ["claimed", "leased", "leased", "leased"]
+    assert store.get_job(job.id).attempts == 1

@@ -53,7 +53,10 @@ from faithaudit.api_schemas.service import (
     JobStatus,
     Links,
     OtlpTracesIn,
+    PlannedCost,
     Progress,
+    QuotaLimits,
+    Usage,
     WebhookSecret,
 )
 from faithaudit.api_schemas.suite import CaseVerdict, GateSuite, GateVerdict, SuiteCase
@@ -80,6 +83,9 @@ __all__ = [
     "GateSuite",
     "GateVerdict",
     "JobAccepted",
+    "PlannedCost",
+    "QuotaLimits",
+    "Usage",
     "JobStatus",
     "RetrievalInfo",
     "RetrievalSensitivity",

@@ -49,12 +49,16 @@ class CorpusCreate(CorpusDocumentsIn):
     name: str = Field(pattern=CORPUS_NAME_PATTERN)
 
 
-CorpusStatusName = Literal["pending", "ready"]
+CorpusStatusName = Literal["pending", "ready", "failed"]
 
 
 class CorpusInfo(BaseModel):
     name: str
-    status: CorpusStatusName = Field(description="pending until the worker has built its index.")
+    status: CorpusStatusName = Field(
+        description="pending until a worker has built its index; failed when the build failed (``error`` says why; "
+        "POST /v1/corpora with the same name rebuilds it)."
+    )
     num_documents: int
+    error: str | None = Field(None, description="Why the build failed.")
     created_at: datetime
     updated_at: datetime

@@ -24,10 +24,27 @@ class Links(BaseModel):
     report_html: str
 
 
+class PlannedCost(BaseModel):
+    """What an audit will cost, from its plan, before any model work (the quotas count ``tokens``)."""
+
+    forward_passes: int = Field(description="Planned forward passes and regenerations, the full-context pass included.")
+    tokens: int = Field(
+        description="Planned tokens processed: each pass times the prompt and response length (an upper bound: "
+        "ablations drop sources)."
+    )
+    tokens_method: str = Field(
+        description="How the lengths were counted: 'tokenizer' (the model's own), 'characters/4' (the model is "
+        "not cached yet), or 'retriever' (documents not retrieved yet: k documents of 256 tokens each)."
+    )
+
+
 class AuditAccepted(BaseModel):
     id: str
     status: AuditStatusName
     links: Links
+    planned: PlannedCost | None = Field(
+        None, description="The plan's cost, before any model work (the same on an idempotent replay)."
+    )
 
 
 class Progress(BaseModel):
@@ -74,7 +91,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-JobKind = Literal["corpus_create", "corpus_add", "gate"]
+JobKind = Literal["corpus_create", "corpus_add", "corpus_delete", "gate"]
 
 
 class JobLinks(BaseModel):
@@ -86,6 +103,7 @@ class JobAccepted(BaseModel):
     kind: JobKind
     status: AuditStatusName
     links: JobLinks
+    planned: PlannedCost | None = Field(None, description="A gate's planned cost: the sum over its cases.")
 
 
 class JobStatus(BaseModel):
@@ -130,3 +148,24 @@ class WebhookSecret(BaseModel):
     secret: str = Field(description="HMAC-SHA256 key, hex; derived for this tenant from the service's secret.")
     header: str = "X-Faithaudit-Signature"
     scheme: str = Field(default="t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>")
+
+
+class QuotaLimits(BaseModel):
+    max_active_audits: int | None = Field(
+        description="Most audits and gate runs queued or running at once (FAITHAUDIT_QUOTA_MAX_ACTIVE_AUDITS); "
+        "null: no limit."
+    )
+    planned_tokens_per_hour: int | None = Field(
+        description="Most planned tokens submitted in any hour (FAITHAUDIT_QUOTA_TOKENS_PER_HOUR); null: no limit."
+    )
+
+
+class Usage(BaseModel):
+    """This tenant's limits and what counts against them now (``GET /v1/usage``)."""
+
+    limits: QuotaLimits
+    active_audits: int = Field(description="Audits queued or running now.")
+    active_gates: int = Field(description="Gate runs queued or running now (each counts as one against the limit).")
+    planned_tokens_last_hour: int = Field(description="Planned tokens of audits and gates submitted in the last hour.")
+    submitted_last_hour: int = Field(description="Audits and gates submitted in the last hour.")
+    window_seconds: int = 3600

@@ -16,9 +16,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads with the model, not with the plan (the API process builds plans)
+    import torch
 
 PROBE_ATTENTION = "faithaudit_probe"
 
@@ -36,6 +39,8 @@ class AttentionProbe:
 
     def indicator(self, key_len: int, device: torch.device) -> torch.Tensor:
         """[key_len, sources] 0/1 matrix: which key positions belong to which source."""
+        import torch
+
         ind = torch.zeros(key_len, len(self.spans), dtype=torch.float32, device=device)
         for s, (start, end) in enumerate(self.spans):
             ind[start:end, s] = 1.0
@@ -104,6 +109,8 @@ def _record(
     attention_mask: torch.Tensor | None,
     scaling: float | None,
 ) -> None:
+    import torch
+
     batch, heads, q_len, head_dim = query.shape
     k_len = key.shape[2]
     offset = k_len - q_len  # absolute position of query index 0

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,6 +167,16 @@ def add_documents(
         ids += new_ids
         _write_manifest(folder, {"name": name, "tenant": tenant, "embedding_model": EMBEDDING_MODEL, "ids": ids})
     return len(ids)
+
+
+def remove_corpus(data_dir: Path, tenant: str, name: str) -> bool:
+    """Delete a corpus's files (under its lock, so no build writes meanwhile); whether there were any."""
+    folder = corpus_dir(data_dir, tenant, name)
+    if not folder.is_dir():
+        return False
+    with _locked(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def read_jsonl(path: Path) -> list[CorpusDocumentIn]:

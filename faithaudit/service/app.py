@@ -19,7 +19,7 @@ from faithaudit.service import signing
 from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import RequestEdge
 from faithaudit.service.openapi import build_openapi, install_docs
-from faithaudit.service.routes import audits, health, imports, jobs, ui
+from faithaudit.service.routes import audits, health, imports, jobs, ui, usage
 from faithaudit.store import Store
 from faithaudit.store.reaper import ReaperThread
 
@@ -69,10 +69,9 @@ def create_app(
         if run_reaper:
             reaper = ReaperThread(
                 app.state.store,
-                app.state.enqueuer.send,
+                app.state.enqueuer,
                 interval=settings.reaper_interval_seconds,
-                stale_enqueue_seconds=max(300.0, 10 * settings.lease_seconds),
-                send_job=app.state.enqueuer.send_job,
+                stale_enqueue_seconds=settings.requeue_after,
                 retention_days=settings.retention_days,
             )
             reaper.start()
@@ -103,6 +102,7 @@ def create_app(
     app.include_router(audits.router)
     app.include_router(jobs.router)
     app.include_router(imports.router)
+    app.include_router(usage.router)
     app.include_router(health.router)
     app.include_router(ui.router)
     install_docs(app)
@@ -112,7 +112,7 @@ def create_app(
     async def _faithaudit_error(request: Request, exc: FaithauditError) -> JSONResponse:
         if exc.http_status >= 500:
             log.error("internal error on %s: %s", request.url.path, exc.message)
-        headers = {"Connection": "close"} if exc.http_status >= 500 else None
+        headers = {**exc.headers, **({"Connection": "close"} if exc.http_status >= 500 else {})}
         return JSONResponse(exc.as_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -37,10 +37,13 @@ DESCRIPTIONS = {
     "404": "No such resource for this tenant.",
     "405": "Method not allowed (see the Allow header).",
     "408": "The request body stopped arriving.",
-    "409": "Conflict: an Idempotency-Key reused with another body, or a report that does not exist yet.",
+    "409": "Conflict: an Idempotency-Key reused with another body, a report that does not exist yet, a corpus name "
+    "taken, or a corpus that a job is building, extending or deleting.",
     "413": "The body is over FAITHAUDIT_MAX_BODY_BYTES.",
     "415": "The body is not JSON, or has a Content-Encoding.",
     "422": "Invalid request; `fields` names each field.",
+    "429": "A quota of this tenant is used up (GET /v1/usage); the Retry-After header says when the same request "
+    "fits.",
     "500": "Internal error (Connection: close); an accepted audit is kept.",
 }
 ERROR_SCHEMA = {
@@ -67,6 +70,16 @@ ERROR_SCHEMA = {
 }
 
 
+QUOTA_PATHS = ("/v1/audits", "/v1/gates")
+CONFLICTS = {  # an Idempotency-Key reused with another body; a corpus name taken, busy or not ready
+    ("post", "/v1/audits"),
+    ("post", "/v1/gates"),
+    ("post", "/v1/corpora"),
+    ("post", "/v1/corpora/{name}/documents"),
+    ("delete", "/v1/corpora/{name}"),
+}
+
+
 def statuses_for(path: str, method: str) -> list[str]:
     """Every error status the route can answer."""
     if path in PUBLIC:
@@ -76,8 +89,10 @@ def statuses_for(path: str, method: str) -> list[str]:
         out += ["408", "413", "415"]
     if "{" in path or method == "post" and path != "/v1/audits":
         out.append("404")
-    if method == "post" and path in ("/v1/audits", "/v1/corpora") or path.endswith("report.html"):
-        out.append("409")  # an Idempotency-Key reused with another body; a corpus name taken; no report yet
+    if method == "post" and path in QUOTA_PATHS:
+        out.append("429")
+    if (method, path) in CONFLICTS or path.endswith("report.html"):
+        out.append("409")
     if path.endswith("report.html"):
         out.append("403")
     return sorted(set(out))
@@ -121,6 +136,10 @@ def _complete(path: str, method: str, op: dict, schemas: dict) -> None:
             "description": DESCRIPTIONS[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+        if status == "429":
+            responses[status]["headers"] = {
+                "Retry-After": {"description": "Seconds until the request fits.", "schema": {"type": "integer"}}
+            }
 
 
 def _schemas(model: type[BaseModel]) -> dict[str, Any]:

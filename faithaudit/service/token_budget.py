@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from faithaudit.api_schemas import AuditRequest
+from faithaudit.api_schemas import AuditRequest, PlannedCost
+from faithaudit.audits.estimate import estimate_cost
 from faithaudit.audits.model.adapter import ChatPromptMixin
 from faithaudit.audits.model.chat import plain_chat
 from faithaudit.audits.model.registry import materialized_folder
@@ -66,14 +67,19 @@ def _load(name: str, folder: Path) -> TokenizerOnly:
     )
 
 
+def counter_for(model_name: str, cache_dir: Path) -> TokenizerOnly | None:
+    """The model's tokenizer and chat template, once a worker has cached the model; else None."""
+    folder = materialized_folder(model_name, cache_dir)
+    return None if folder is None else _load(model_name, folder)
+
+
 def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path) -> bool:
     """Raise ``InvalidRequestError`` (pipeline.documents) when over the window; False when it could not check."""
-    folder = materialized_folder(model_name, cache_dir)
-    if folder is None:
+    counter = counter_for(model_name, cache_dir)
+    if counter is None:
         return False
     from jinja2 import TemplateError
 
-    counter = _load(model_name, folder)
     try:
         layout, _, response_len = request_layout(request, counter)
         check_fits(len(layout.build().ids), response_len, counter)
@@ -82,3 +88,11 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
     return True
+
+
+def planned_cost(request: AuditRequest, *, model_name: str, cache_dir: Path) -> PlannedCost:
+    """The audit's planned passes and tokens (``audits.estimate``), with the model's tokenizer when cached."""
+    estimate = estimate_cost(request, counter_for(model_name, cache_dir))
+    return PlannedCost(
+        forward_passes=estimate.forward_passes, tokens=estimate.tokens, tokens_method=estimate.tokens_method
+    )

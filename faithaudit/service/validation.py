@@ -12,7 +12,7 @@ from faithaudit.api_schemas import AuditRequest
 from faithaudit.api_schemas.edge import EdgeError, check_edge, printable
 from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.config import Settings
-from faithaudit.errors import InvalidRequestError
+from faithaudit.errors import ConflictError, InvalidRequestError
 from faithaudit.service.token_budget import check_prompt_fits
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,8 +56,17 @@ def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = "")
     if request.pipeline.kind != "retriever":
         return
     corpus = store.get_corpus(tenant, request.pipeline.corpus)
+    field = f"{prefix}pipeline.corpus"
     if corpus is None:
-        raise InvalidRequestError.for_field(f"{prefix}pipeline.corpus", f"no corpus {request.pipeline.corpus!r}")
+        raise InvalidRequestError.for_field(field, f"no corpus {request.pipeline.corpus!r}")
+    if corpus.status == "failed":
+        raise InvalidRequestError.for_field(
+            field, f"corpus {corpus.name!r} failed to build ({corpus.error}); rebuild it with POST /v1/corpora"
+        )
+    if corpus.status == "pending":
+        raise ConflictError(
+            f"{field}: corpus {corpus.name!r} is still being built; retry once GET /v1/corpora/{corpus.name} says ready"
+        )
     if corpus.status == "ready" and request.pipeline.k > corpus.num_documents:
         raise InvalidRequestError.for_field(
             f"{prefix}pipeline.k",
@@ -84,6 +93,25 @@ def check_served(request: AuditRequest, settings: Settings) -> None:
             "model.name", f"{name!r} is not served here; use one of {sorted(settings.served_models)}"
         )
     check_source_limits(request, max_sources=settings.max_sources, max_source_chars=settings.max_source_chars)
+
+
+def planned(request: AuditRequest, settings: Settings):
+    """The request's planned cost (``PlannedCost``), counted with the served model's tokenizer when cached."""
+    from faithaudit.service.token_budget import planned_cost
+
+    return planned_cost(request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir)
+
+
+def admission(settings: Settings, planned_tokens: int, *, field: str = "audit"):
+    """The store's admit hook for this submit under the tenant's quotas, or None when no quota is set."""
+    from datetime import UTC, datetime
+
+    from faithaudit.quotas import Quota, admit
+
+    quota = Quota.from_settings(settings)
+    if not quota.enabled:
+        return None
+    return lambda usage: admit(quota, usage, planned_tokens=planned_tokens, now=datetime.now(UTC), field=field)
 
 
 def request_hash(request: AuditRequest) -> str:

@@ -2,11 +2,12 @@
 
 The schema is created only by the alembic migrations in ``migrations/`` (``Store.upgrade``). Every state change
 of an audit is one conditional UPDATE, so an API process, several workers and the reaper can share the database:
-a worker holds an audit through a lease (``claim``/``heartbeat``) and only the lease holder may finish it.
+a worker holds an audit or a job through a lease (``claim``/``heartbeat``) and only the lease holder may end it.
 
 Modules: ``schema`` (tables, ``UTCDateTime``, constants), ``base`` (engine, transactions, upgrade/ping/dispose),
-``audits`` (audits and their events: API side, worker leases, metrics), ``jobs``, ``keys`` (API keys), ``corpora``,
-``retention`` (delete what is past FAITHAUDIT_RETENTION_DAYS).
+``audits`` (audits and their events: API side, worker leases, metrics), ``jobs`` (leased like audits),
+``corpora`` (with the jobs that change them), ``sweep`` (what a reaper sweep found), ``usage`` (for quotas),
+``keys`` (API keys), ``retention`` (delete what is past FAITHAUDIT_RETENTION_DAYS).
 Workers and the API both import it from here; it imports nothing of ``faithaudit.service``.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from faithaudit.store.audits import AuditRow, AuditsStore, Claim, decode_cursor, encode_cursor
 from faithaudit.store.base import StoreBase
 from faithaudit.store.corpora import CorporaStore, CorpusRow
-from faithaudit.store.jobs import JobRow, JobsStore
+from faithaudit.store.jobs import JobClaim, JobRow, JobsStore
 from faithaudit.store.keys import ApiKeyInfo, KeysStore, hash_key
 from faithaudit.store.retention import RetentionStore
 from faithaudit.store.schema import (
@@ -27,9 +28,11 @@ from faithaudit.store.schema import (
     UTCDateTime,
     metadata,
 )
+from faithaudit.store.sweep import Sweep
+from faithaudit.store.usage import Usage, UsageStore
 
 
-class Store(AuditsStore, JobsStore, KeysStore, CorporaStore, RetentionStore, StoreBase):
+class Store(AuditsStore, CorporaStore, JobsStore, KeysStore, UsageStore, RetentionStore, StoreBase):
     """All reads and writes of the service's database."""
 
 
@@ -43,9 +46,12 @@ __all__ = [
     "AuditRow",
     "Claim",
     "CorpusRow",
+    "JobClaim",
     "JobRow",
     "Store",
+    "Sweep",
     "UTCDateTime",
+    "Usage",
     "decode_cursor",
     "encode_cursor",
     "hash_key",

@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,13 +22,14 @@ from faithaudit.store.base import StoreBase, _utcnow
 from faithaudit.store.schema import (
     ACTIVE,
     FINISHED,
-    NEVER_ENQUEUED_GRACE_SECONDS,
     STATUSES,
     _as_utc,
     audit_events,
     audit_tags,
     audits,
 )
+from faithaudit.store.sweep import Sweep, requeue_expired, sweep_queued
+from faithaudit.store.usage import Usage, read_usage
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,13 @@ class AuditsStore(StoreBase):
         request: dict,
         request_hash: str,
         idempotency_key: str | None,
+        planned_passes: int | None = None,
+        planned_tokens: int | None = None,
+        admit: Callable[[Usage], None] | None = None,
         now: datetime | None = None,
     ) -> tuple[AuditRow, bool]:
-        """(row, created). A repeated Idempotency-Key returns the first audit, or ConflictError for another body."""
+        """(row, created). A repeated Idempotency-Key returns the first audit, or ConflictError for another body.
+        ``admit`` sees the tenant's usage in the inserting transaction and may refuse (``quotas.admit``)."""
         if idempotency_key is not None:
             existing = self._by_idempotency_key(tenant, idempotency_key)
             if existing is not None:
@@ -133,11 +139,15 @@ class AuditsStore(StoreBase):
             "idempotency_key": idempotency_key,
             "progress_fraction": 0.0,
             "attempts": 0,
+            "planned_passes": planned_passes,
+            "planned_tokens": planned_tokens,
             "created_at": now,
             "updated_at": now,
         }
         try:
             with self._write() as conn:
+                if admit is not None:
+                    admit(read_usage(conn, tenant, now=now))
                 conn.execute(audits.insert().values(**values))
                 tags = list(dict.fromkeys(request.get("tags") or []))
                 if tags:
@@ -357,34 +367,15 @@ class AuditsStore(StoreBase):
             self._event(conn, audit_id, status, now, detail=worker_id)
         return True
 
-    def reap(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> list[str]:
-        """Ids to (re-)enqueue: expired leases (put back to queued) and queued audits never or long ago enqueued."""
+    def reap(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> Sweep:
+        """Expired leases go back to queued; queued audits never enqueued, or enqueued before the cutoff."""
         now = now or _utcnow()
-        expired = sa.and_(audits.c.status == "running", audits.c.lease_expires_at < now)
-        requeued: list[str] = []
         with self._write() as conn:
-            for audit_id in conn.execute(sa.select(audits.c.id).where(expired)).scalars().all():
-                result = conn.execute(
-                    audits.update()
-                    .where(audits.c.id == audit_id, expired)
-                    .values(status="queued", updated_at=now, **_NO_LEASE)
-                )
-                if result.rowcount:
-                    self._event(conn, audit_id, "requeued", now)
-                    requeued.append(audit_id)
-        cutoff = now - timedelta(seconds=stale_enqueue_seconds)
-        grace = now - timedelta(seconds=NEVER_ENQUEUED_GRACE_SECONDS)  # the API enqueues right after its 202
-        lost = sa.select(audits.c.id).where(
-            audits.c.status == "queued",
-            sa.or_(
-                sa.and_(audits.c.enqueued_at.is_(None), audits.c.created_at < grace),
-                audits.c.enqueued_at < cutoff,
-            ),
-        )
+            requeued = requeue_expired(conn, audits, _NO_LEASE, now=now)
+            for audit_id in requeued:
+                self._event(conn, audit_id, "requeued", now)
         with self._read() as conn:
-            stale = conn.execute(lost.order_by(audits.c.created_at)).scalars().all()
-        seen = set(requeued)
-        return requeued + [i for i in stale if i not in seen]
+            return sweep_queued(conn, audits, requeued, stale_enqueue_seconds=stale_enqueue_seconds, now=now)
 
     # -- history and metrics -----------------------------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""Corpora: a tenant's named document collections (pending until their first build job ran, then ready)."""
+"""Corpora: a tenant's named document collections.
+
+A corpus is ``pending`` until its first build job ran, then ``ready``, or ``failed`` with the reason (the worker
+died too often or the documents could not be embedded); a failed corpus is rebuilt by creating it again. Deleting
+a corpus removes its row at once and queues a job that removes its files on a worker. While a job builds, extends
+or deletes a corpus, creating or deleting that name again is a conflict (409): one job per corpus at a time.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from faithaudit.errors import ConflictError
+from faithaudit.errors import ConflictError, NotFoundError
 from faithaudit.store.base import StoreBase, _utcnow
+from faithaudit.store.jobs import JobRow, JobsStore, job_values
 from faithaudit.store.schema import corpora
 
 
@@ -17,21 +24,58 @@ from faithaudit.store.schema import corpora
 class CorpusRow:
     tenant: str
     name: str
-    status: str  # pending (its first build job has not run) or ready
+    status: str  # pending, ready or failed
     num_documents: int
     created_at: datetime
     updated_at: datetime
+    error: str | None = None
 
 
 def _to_corpus(row: sa.Row) -> CorpusRow:
     return CorpusRow(**dict(row._mapping))
 
 
-class CorporaStore(StoreBase):
-    """The ``corpora`` table."""
+def _busy(job: JobRow, name: str) -> ConflictError:
+    what = {"corpus_delete": "being deleted", "corpus_add": "being extended"}.get(job.kind, "being built")
+    return ConflictError(f"corpus {name!r} is {what} (job {job.id}, {job.status}); retry once that job has ended")
+
+
+class CorporaStore(JobsStore, StoreBase):
+    """The ``corpora`` table, and the jobs that change a corpus (created with it in one transaction)."""
+
+    def create_corpus_job(self, tenant: str, name: str, payload: dict, *, now: datetime | None = None) -> JobRow:
+        """Register a corpus as pending with its build job; a failed corpus is rebuilt (``payload['rebuild']``).
+        ConflictError when the name is taken by a pending or ready corpus, or a job is working on it."""
+        now = now or _utcnow()
+        where = sa.and_(corpora.c.tenant == tenant, corpora.c.name == name)
+        try:
+            with self._write() as conn:
+                busy = self._active_corpus_job(conn, tenant, name)
+                if busy is not None:
+                    raise _busy(busy, name)
+                existing = conn.execute(sa.select(corpora.c.status).where(where)).scalar()
+                if existing is not None and existing != "failed":
+                    raise ConflictError(f"corpus {name!r} already exists")
+                if existing == "failed":
+                    conn.execute(
+                        corpora.update().where(where).values(status="pending", num_documents=0, error=None,
+                                                             updated_at=now)
+                    )  # fmt: skip
+                else:
+                    conn.execute(
+                        corpora.insert().values(tenant=tenant, name=name, status="pending", num_documents=0,
+                                                created_at=now, updated_at=now)
+                    )  # fmt: skip
+                payload = {**payload, "rebuild": existing == "failed"}
+                values = job_values(
+                    tenant=tenant, kind="corpus_create", payload=payload, subject=name, planned_tokens=None, now=now
+                )
+                return self._insert_job(conn, values)
+        except IntegrityError:  # a concurrent create of the same name won the insert
+            raise ConflictError(f"corpus {name!r} already exists") from None
 
     def create_corpus(self, tenant: str, name: str, *, now: datetime | None = None) -> CorpusRow:
-        """Register a new (pending) corpus; ConflictError when the tenant already has one by that name."""
+        """Register a new pending corpus without a job (the CLI builds it in process)."""
         now = now or _utcnow()
         values = {"tenant": tenant, "name": name, "status": "pending", "num_documents": 0}
         try:
@@ -41,26 +85,53 @@ class CorporaStore(StoreBase):
             raise ConflictError(f"corpus {name!r} already exists") from None
         return CorpusRow(**values, created_at=now, updated_at=now)
 
-    def register_corpus(self, tenant: str, name: str, *, num_documents: int) -> None:
-        """Record a built corpus as ready (insert or update)."""
+    def delete_corpus_job(self, tenant: str, name: str, *, now: datetime | None = None) -> JobRow:
+        """Delete the corpus row now and queue the job that removes its files (NotFoundError, ConflictError)."""
+        now = now or _utcnow()
+        where = sa.and_(corpora.c.tenant == tenant, corpora.c.name == name)
+        with self._write() as conn:
+            if conn.execute(sa.select(corpora.c.name).where(where)).first() is None:
+                raise NotFoundError(f"no corpus {name!r}")
+            busy = self._active_corpus_job(conn, tenant, name)
+            if busy is not None:
+                raise _busy(busy, name)
+            conn.execute(corpora.delete().where(where))
+            values = job_values(
+                tenant=tenant, kind="corpus_delete", payload={"corpus": name}, subject=name, planned_tokens=None,
+                now=now,
+            )  # fmt: skip
+            return self._insert_job(conn, values)
+
+    def register_corpus(self, tenant: str, name: str, *, num_documents: int, create_missing: bool = True) -> bool:
+        """Record a built corpus as ready; a missing row is inserted (the CLI) or, for a worker's build
+        (``create_missing=False``), means the corpus was deleted meanwhile: False."""
         now = _utcnow()
         with self._write() as conn:
             done = conn.execute(
                 corpora.update()
                 .where(corpora.c.tenant == tenant, corpora.c.name == name)
-                .values(status="ready", num_documents=num_documents, updated_at=now)
+                .values(status="ready", num_documents=num_documents, error=None, updated_at=now)
             )
-            if not done.rowcount:
-                conn.execute(
-                    corpora.insert().values(
-                        tenant=tenant,
-                        name=name,
-                        status="ready",
-                        num_documents=num_documents,
-                        created_at=now,
-                        updated_at=now,
-                    )
+            if done.rowcount:
+                return True
+            if not create_missing:
+                return False
+            conn.execute(
+                corpora.insert().values(
+                    tenant=tenant, name=name, status="ready", num_documents=num_documents, created_at=now,
+                    updated_at=now,
                 )
+            )  # fmt: skip
+            return True
+
+    def mark_corpus_failed(self, tenant: str, name: str, *, error: str) -> None:
+        """A build that failed for good: the corpus says why and can be rebuilt."""
+        with self._write() as conn:
+            conn.execute(
+                corpora.update()
+                .where(corpora.c.tenant == tenant, corpora.c.name == name, corpora.c.status == "pending")
+                .values(status="failed", error=error[:2000], updated_at=_utcnow())
+            )
 
     def drop_corpus(self, tenant: str, name: str) -> None:
         with self._write() as conn:

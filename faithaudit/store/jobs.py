@@ -1,17 +1,25 @@
-"""Jobs (corpus builds, gate suites): create, claim once, finish or fail, and the reaper's view."""
+"""Jobs (corpus builds and deletions, gate suites): create, claim under a lease, heartbeat, finish or fail once,
+and the reaper's view. A job lives as an audit does: a worker holds it through a lease it renews; a lease that
+expires (the worker died) puts the job back in the queue; a job out of attempts fails for good, saying why."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from faithaudit.store.base import StoreBase, _utcnow
-from faithaudit.store.schema import NEVER_ENQUEUED_GRACE_SECONDS, jobs
+from faithaudit.store.schema import ACTIVE, FINISHED, jobs
+from faithaudit.store.sweep import Sweep, requeue_expired, sweep_queued
+from faithaudit.store.usage import Usage, read_usage
+
+CORPUS_KINDS = ("corpus_create", "corpus_add", "corpus_delete")
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,20 @@ class JobRow:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    subject: str | None = None
+    planned_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class JobClaim:
+    """The outcome of ``claim_job``: reason is claimed, not_found, finished, leased or exhausted."""
+
+    job: JobRow | None
+    reason: str
+
+    @property
+    def claimed(self) -> bool:
+        return self.reason == "claimed"
 
 
 def _to_job(row: sa.Row) -> JobRow:
@@ -47,29 +69,64 @@ def _to_job(row: sa.Row) -> JobRow:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         updated_at=m["updated_at"],
+        subject=m["subject"],
+        planned_tokens=m["planned_tokens"],
     )
+
+
+def job_values(
+    *, tenant: str, kind: str, payload: dict, now: datetime, subject: str | None = None, planned_tokens: int | None
+) -> dict[str, Any]:
+    """The row of a new queued job (``insert_job`` writes it inside a caller's transaction)."""
+    return {
+        "id": uuid.uuid4().hex,
+        "tenant": tenant,
+        "kind": kind,
+        "status": "queued",
+        "payload": json.dumps(payload),
+        "attempts": 0,
+        "subject": subject,
+        "planned_tokens": planned_tokens,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+_NO_LEASE: dict[str, Any] = {"worker": None, "lease_expires_at": None}
+
+
+def _held_by(job_id: str, worker_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.worker == worker_id)
 
 
 class JobsStore(StoreBase):
     """The ``jobs`` table."""
 
-    def create_job(self, *, tenant: str, kind: str, payload: dict, now: datetime | None = None) -> JobRow:
+    def create_job(
+        self,
+        *,
+        tenant: str,
+        kind: str,
+        payload: dict,
+        subject: str | None = None,
+        planned_tokens: int | None = None,
+        admit: Callable[[Usage], None] | None = None,
+        now: datetime | None = None,
+    ) -> JobRow:
+        """A queued job; ``admit`` sees the tenant's usage in the inserting transaction (``quotas.admit``)."""
         now = now or _utcnow()
-        job_id = uuid.uuid4().hex
+        values = job_values(
+            tenant=tenant, kind=kind, payload=payload, subject=subject, planned_tokens=planned_tokens, now=now
+        )
         with self._write() as conn:
-            conn.execute(
-                jobs.insert().values(
-                    id=job_id,
-                    tenant=tenant,
-                    kind=kind,
-                    status="queued",
-                    payload=json.dumps(payload),
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            return _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+            if admit is not None:
+                admit(read_usage(conn, tenant, now=now))
+            return self._insert_job(conn, values)
+
+    @staticmethod
+    def _insert_job(conn: Connection, values: dict[str, Any]) -> JobRow:
+        conn.execute(jobs.insert().values(**values))
+        return _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == values["id"])).one())
 
     def mark_job_enqueued(self, job_id: str) -> None:
         with self._write() as conn:
@@ -83,48 +140,99 @@ class JobsStore(StoreBase):
             row = conn.execute(query).first()
         return None if row is None else _to_job(row)
 
-    def claim_job(self, job_id: str, worker_id: str, *, max_attempts: int) -> JobRow | None:
-        """queued -> running for this worker; None when it is not queued (done, taken) or out of attempts."""
-        now = _utcnow()
+    def active_corpus_job(self, tenant: str, name: str) -> JobRow | None:
+        """A queued or running job that builds, extends or deletes this corpus, if any."""
+        with self._read() as conn:
+            return self._active_corpus_job(conn, tenant, name)
+
+    @staticmethod
+    def _active_corpus_job(conn: Connection, tenant: str, name: str) -> JobRow | None:
+        query = sa.select(jobs).where(
+            jobs.c.tenant == tenant,
+            jobs.c.subject == name,
+            jobs.c.kind.in_(CORPUS_KINDS),
+            jobs.c.status.in_(ACTIVE),
+        )
+        row = conn.execute(query.order_by(jobs.c.created_at)).first()
+        return None if row is None else _to_job(row)
+
+    # -- the worker side: lease, heartbeat, end ------------------------------------------------------------------
+
+    def claim_job(
+        self, job_id: str, worker_id: str, *, lease_seconds: float, max_attempts: int, now: datetime | None = None
+    ) -> JobClaim:
+        """Take the lease on a queued job, or a running one whose lease expired (a redelivered message)."""
+        now = now or _utcnow()
+        claimable = sa.and_(
+            jobs.c.id == job_id,
+            jobs.c.status.in_(ACTIVE),
+            sa.or_(jobs.c.worker.is_(None), jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at < now),
+        )
         with self._write() as conn:
             taken = conn.execute(
                 jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.status == "queued", jobs.c.attempts < max_attempts)
+                .where(claimable, jobs.c.attempts < max_attempts)
                 .values(
                     status="running",
                     worker=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
                     attempts=jobs.c.attempts + 1,
                     started_at=sa.func.coalesce(jobs.c.started_at, now),
                     updated_at=now,
                 )
             )
-            if not taken.rowcount:
-                return None
-            return _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one())
+            if taken.rowcount:
+                return JobClaim(_to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()), "claimed")
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+            if row is None:
+                return JobClaim(None, "not_found")
+            job = _to_job(row)
+            if job.status in FINISHED:
+                return JobClaim(job, "finished")
+            error = f"gave up after {job.attempts} attempts (the worker died or lost its lease each time)"
+            failed = conn.execute(
+                jobs.update()
+                .where(claimable, jobs.c.attempts >= max_attempts)
+                .values(status="failed", error=error, finished_at=now, updated_at=now, **_NO_LEASE)
+            )
+            if not failed.rowcount:
+                return JobClaim(job, "leased")
+            return JobClaim(_to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()), "exhausted")
 
-    def reap_jobs(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> list[str]:
-        """Queued jobs never enqueued (the broker was down at submit) or enqueued long ago: send them again."""
+    def heartbeat_job(self, job_id: str, worker_id: str, *, lease_seconds: float, now: datetime | None = None) -> bool:
+        """Renew the lease; False once this worker no longer holds the job."""
         now = now or _utcnow()
-        cutoff = now - timedelta(seconds=stale_enqueue_seconds)
-        grace = now - timedelta(seconds=NEVER_ENQUEUED_GRACE_SECONDS)
-        lost = sa.select(jobs.c.id).where(
-            jobs.c.status == "queued",
-            sa.or_(sa.and_(jobs.c.enqueued_at.is_(None), jobs.c.created_at < grace), jobs.c.enqueued_at < cutoff),
-        )
-        with self._read() as conn:
-            return list(conn.execute(lost.order_by(jobs.c.created_at)).scalars().all())
+        with self._write() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(_held_by(job_id, worker_id))
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+            )
+        return result.rowcount == 1
 
-    def finish_job(self, job_id: str, *, result: dict) -> None:
-        self._end_job(job_id, status="succeeded", result=json.dumps(result))
+    def finish_job(self, job_id: str, worker_id: str, *, result: dict) -> bool:
+        """Store the result if this worker still holds the job; whether it wrote."""
+        return self._end_job(job_id, worker_id, status="succeeded", result=json.dumps(result))
 
-    def fail_job(self, job_id: str, *, error: str) -> None:
-        self._end_job(job_id, status="failed", error=error)
+    def fail_job(self, job_id: str, worker_id: str, *, error: str) -> bool:
+        return self._end_job(job_id, worker_id, status="failed", error=error)
 
-    def _end_job(self, job_id: str, **values: Any) -> None:
+    def _end_job(self, job_id: str, worker_id: str, **values: Any) -> bool:
         now = _utcnow()
         with self._write() as conn:
-            conn.execute(
+            result = conn.execute(
                 jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.status == "running")
-                .values(finished_at=now, updated_at=now, **values)
+                .where(_held_by(job_id, worker_id))
+                .values(finished_at=now, updated_at=now, **_NO_LEASE, **values)
             )
+        return result.rowcount == 1
+
+    # -- the reaper ------------------------------------------------------------------------------------------------
+
+    def reap_jobs(self, *, stale_enqueue_seconds: float, now: datetime | None = None) -> Sweep:
+        """Expired leases go back to queued; queued jobs never enqueued, or enqueued before the cutoff."""
+        now = now or _utcnow()
+        with self._write() as conn:
+            requeued = requeue_expired(conn, jobs, _NO_LEASE, now=now)
+        with self._read() as conn:
+            return sweep_queued(conn, jobs, requeued, stale_enqueue_seconds=stale_enqueue_seconds, now=now)

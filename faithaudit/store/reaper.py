@@ -1,39 +1,90 @@
-"""Nothing submitted is lost: re-enqueue audits whose worker lease expired, and audits never enqueued. Nothing is
-kept past its time: with a retention, finished audits and jobs older than it are deleted on each sweep.
+"""Nothing submitted is lost, nothing stays stuck: one sweep re-sends audits and jobs whose worker lease expired,
+those never enqueued, and, when the broker lost messages, those no worker claimed in time. With a retention,
+finished audits and jobs older than it are deleted on each sweep.
 
-``reap_once`` is one sweep; ``ReaperThread`` runs it every ``interval`` seconds in the API and in every worker.
+Lost messages are recognised two ways, so queued work comes back within about one lease after a broker restart:
+- the broker's instance id changed since the last sweep (``BrokerWatch``: Redis's ``run_id``; a restarted Redis
+  that kept nothing has a new one): every queued item is sent again at once;
+- items sent ``stale_enqueue_seconds`` ago (default two leases) and still unclaimed are sent again when the
+  broker's queue holds fewer messages than there are queued items (``messages_lost``); a long backlog that still
+  holds every message is left alone, so it is not flooded with duplicates.
+A duplicate message is harmless: the claim takes an item once.
+
+``reap_once`` is one sweep; ``ReaperThread`` runs it every ``interval`` seconds in the API and in every worker
+(a worker reconnecting to a restarted broker sees the new instance id on its next sweep).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from faithaudit.store.sweep import Sweep
 
 log = logging.getLogger(__name__)
 
 
+class Broker(Protocol):
+    """What the reaper needs of the queue (``faithaudit.queue.Enqueuer``)."""
+
+    def send(self, audit_id: str) -> bool: ...
+    def send_job(self, job_id: str) -> bool: ...
+    def queue_depth(self) -> int | None: ...
+    def instance_id(self) -> str | None: ...
+
+
+class BrokerWatch:
+    """The broker instance seen by the last sweep; ``restarted`` says whether it changed since."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def restarted(self, current: str | None) -> bool:
+        if current is None:  # unreachable now: judge on the next sweep that reaches it
+            return False
+        changed = self.last is not None and current != self.last
+        self.last = current
+        return changed
+
+
+def messages_lost(found: Sweep, depth: int | None) -> bool:
+    """Fewer messages waiting than queued items: some were lost (or the depth is unknown)."""
+    return depth is None or depth < found.queued
+
+
+def _to_send(found: Sweep, *, resend_stale: bool) -> list[str]:
+    return found.expired + found.unsent + (found.stale if resend_stale else [])
+
+
 def reap_once(
     store,
-    send: Callable[[str], bool],
+    broker: Broker,
     *,
     stale_enqueue_seconds: float,
-    send_job: Callable[[str], bool] | None = None,
     retention_days: float | None = None,
+    watch: BrokerWatch | None = None,
 ) -> list[str]:
-    """Enqueue every audit (and job, with ``send_job``) the store hands back; returns the audit ids enqueued."""
+    """One sweep; returns the audit ids sent."""
     if retention_days is not None:
         purged = store.purge_before(datetime.now(UTC) - timedelta(days=retention_days))
         if any(purged.values()):
             log.info("retention (%g days) deleted %s", retention_days, purged)
-    if send_job is not None:
-        for job_id in store.reap_jobs(stale_enqueue_seconds=stale_enqueue_seconds):
-            if send_job(job_id):
-                store.mark_job_enqueued(job_id)
+    restarted = watch is not None and watch.restarted(broker.instance_id())
+    if restarted:
+        log.warning("the broker restarted (new instance id): sending every queued audit and job again")
+    stale_after = 0.0 if restarted else stale_enqueue_seconds
+    jobs = store.reap_jobs(stale_enqueue_seconds=stale_after)
+    audits = store.reap(stale_enqueue_seconds=stale_after)
+    both = jobs + audits
+    resend_stale = restarted or (bool(both.stale) and messages_lost(both, broker.queue_depth()))
+    for job_id in _to_send(jobs, resend_stale=resend_stale):
+        if broker.send_job(job_id):
+            store.mark_job_enqueued(job_id)
     sent: list[str] = []
-    for audit_id in store.reap(stale_enqueue_seconds=stale_enqueue_seconds):
-        if send(audit_id):
+    for audit_id in _to_send(audits, resend_stale=resend_stale):
+        if broker.send(audit_id):
             store.mark_enqueued(audit_id)
             sent.append(audit_id)
     if sent:
@@ -45,15 +96,14 @@ class ReaperThread(threading.Thread):
     def __init__(
         self,
         store,
-        send: Callable[[str], bool],
+        broker: Broker,
         *,
         interval: float,
         stale_enqueue_seconds: float,
-        send_job: Callable[[str], bool] | None = None,
         retention_days: float | None = None,
     ) -> None:
         super().__init__(name="faithaudit-reaper", daemon=True)
-        self._store, self._send, self._send_job = store, send, send_job
+        self._store, self._broker, self._watch = store, broker, BrokerWatch()
         self._retention = retention_days
         self._interval, self._stale = interval, stale_enqueue_seconds
         self._stop_event = threading.Event()
@@ -63,12 +113,12 @@ class ReaperThread(threading.Thread):
             try:
                 reap_once(
                     self._store,
-                    self._send,
+                    self._broker,
                     stale_enqueue_seconds=self._stale,
-                    send_job=self._send_job,
                     retention_days=self._retention,
+                    watch=self._watch,
                 )
-            except Exception:  # a database blip must not kill the reaper
+            except Exception:  # a database or broker blip must not kill the reaper
                 log.exception("reaper sweep failed")
 
     def stop(self) -> None:

@@ -62,6 +62,8 @@ audits = sa.Table(
     sa.Column("progress_stage", sa.String(), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("planned_passes", sa.Integer(), nullable=True),
+    sa.Column("planned_tokens", sa.BigInteger(), nullable=True),
     sa.Column("lease_owner", sa.String(), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
     sa.Column("enqueued_at", UTCDateTime(), nullable=True),
@@ -100,6 +102,7 @@ corpora = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("num_documents", sa.Integer(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
@@ -114,11 +117,16 @@ jobs = sa.Table(
     sa.Column("result", sa.Text(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("worker", sa.String(), nullable=True),
+    sa.Column("worker", sa.String(), nullable=True),  # the lease holder
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("subject", sa.String(64), nullable=True),  # the corpus a corpus job works on
+    sa.Column("planned_tokens", sa.BigInteger(), nullable=True),
     sa.Column("enqueued_at", UTCDateTime(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+    sa.Index("ix_jobs_tenant_subject", "tenant", "subject"),
+    sa.Index("ix_jobs_status", "status"),
 )

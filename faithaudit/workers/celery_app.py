@@ -42,10 +42,9 @@ def _start_reaper(**_: object) -> None:
     enqueuer = Enqueuer(settings.broker_url, settings.queue_name)
     _reaper = ReaperThread(
         get_store(),
-        enqueuer.send,
+        enqueuer,
         interval=settings.reaper_interval_seconds,
-        stale_enqueue_seconds=max(300.0, 10 * settings.lease_seconds),
-        send_job=enqueuer.send_job,
+        stale_enqueue_seconds=settings.requeue_after,
     )
     _reaper.start()
 

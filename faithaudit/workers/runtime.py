@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 
 from faithaudit import telemetry
@@ -46,14 +47,15 @@ class LeaseLost(Exception):
 
 
 class _Lease:
-    """Renews the lease on a timer and writes progress at most once a second."""
+    """Renews a lease on a timer (``renew(progress, stage) -> still held``) and writes progress at most once a
+    second; ``lost`` is set once the store says this worker no longer holds the item."""
 
-    def __init__(self, store, audit_id: str, *, lease_seconds: float) -> None:
-        self.store, self.audit_id, self.lease_seconds = store, audit_id, lease_seconds
+    def __init__(self, renew: Callable[[float | None, str | None], bool], item_id: str, *, lease_seconds: float):
+        self.renew, self.item_id, self.lease_seconds = renew, item_id, lease_seconds
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._last_write = 0.0
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{audit_id}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{item_id}", daemon=True)
 
     def __enter__(self) -> _Lease:
         self._thread.start()
@@ -69,24 +71,37 @@ class _Lease:
 
     def _renew(self, *, progress: float | None, stage: str | None) -> None:
         try:
-            ok = self.store.heartbeat(
-                self.audit_id, WORKER_ID, lease_seconds=self.lease_seconds, progress=progress, stage=stage
-            )
+            ok = self.renew(progress, stage)
         except Exception:  # a database blip: try again on the next beat; the lease has slack
-            log.exception("heartbeat failed for %s", self.audit_id)
+            log.exception("heartbeat failed for %s", self.item_id)
             return
         if not ok:
             self.lost.set()
 
     def progress(self, fraction: float, stage: str) -> None:
         if self.lost.is_set():
-            raise LeaseLost(self.audit_id)
+            raise LeaseLost(self.item_id)
         now = time.monotonic()
         if now - self._last_write >= 1.0 or fraction >= 1.0:
             self._last_write = now
             self._renew(progress=fraction, stage=stage)
             if self.lost.is_set():
-                raise LeaseLost(self.audit_id)
+                raise LeaseLost(self.item_id)
+
+
+def _audit_lease(store, audit_id: str, lease_seconds: float) -> _Lease:
+    def renew(progress: float | None, stage: str | None) -> bool:
+        return store.heartbeat(audit_id, WORKER_ID, lease_seconds=lease_seconds, progress=progress, stage=stage)
+
+    return _Lease(renew, audit_id, lease_seconds=lease_seconds)
+
+
+def _job_lease(store, job_id: str, lease_seconds: float) -> _Lease:
+    return _Lease(
+        lambda _p, _s: store.heartbeat_job(job_id, WORKER_ID, lease_seconds=lease_seconds),
+        job_id,
+        lease_seconds=lease_seconds,
+    )
 
 
 def execute_audit(audit_id: str) -> str:
@@ -105,9 +120,10 @@ def execute_audit(audit_id: str) -> str:
         return f"skipped:{claim.reason}"
     telemetry.ATTEMPTS.inc()
     started = time.monotonic()
-    with _Lease(store, audit_id, lease_seconds=settings.lease_seconds) as lease:
+    with _audit_lease(store, audit_id, settings.lease_seconds) as lease:
         try:
             request = AuditRequest.model_validate(claim.audit.request)
+            _check_corpus_ready(store, claim.audit.tenant, request)
             model = get_model(request.model.name)
             lease.progress(0.0, "model loaded")
             report = audit_request(
@@ -141,6 +157,16 @@ def execute_audit(audit_id: str) -> str:
     if written:
         _callback_later(audit_id, claim.audit.request)
     return "succeeded" if written else "skipped:already_finished"
+
+
+def _check_corpus_ready(store, tenant: str, request: AuditRequest) -> None:
+    """A retriever audit queued before its corpus was deleted (or failed) fails saying so, not with a crash."""
+    if request.pipeline.kind != "retriever":
+        return
+    corpus = store.get_corpus(tenant, request.pipeline.corpus)
+    if corpus is None or corpus.status != "ready":
+        why = "was deleted" if corpus is None else f"is {corpus.status}"
+        raise InvalidRequestError.for_field("pipeline.corpus", f"corpus {request.pipeline.corpus!r} {why}")
 
 
 @lru_cache(maxsize=1)
@@ -180,38 +206,57 @@ def deliver_callback(audit_id: str, *, attempt: int) -> tuple[str, float | None]
 
 
 def execute_job(job_id: str) -> str:
-    """Run one stored job (a corpus build or a gate suite); returns succeeded, failed or skipped."""
+    """Run one stored job under a renewed lease (a corpus build or deletion, a gate suite); returns succeeded,
+    failed, lease_lost or skipped:<reason>. A job out of attempts fails for good; a corpus it built says why."""
     settings = get_settings()
     store = get_store()
-    job = store.claim_job(job_id, WORKER_ID, max_attempts=settings.max_attempts)
-    if job is None:
-        log.info("job %s not run: not queued", job_id)
-        return "skipped"
-    try:
-        result = _JOBS[job.kind](job, settings, store)
-    except FaithauditError as exc:
-        _job_failed(job, store, settings)
-        store.fail_job(job_id, error=exc.message)
-        return "failed"
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        _job_failed(job, store, settings)
-        store.fail_job(job_id, error=f"{type(exc).__name__}: {exc}")
-        return "failed"
-    store.finish_job(job_id, result=result)
+    claim = store.claim_job(job_id, WORKER_ID, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
+    if not claim.claimed:
+        log.info("job %s not run: %s", job_id, claim.reason)
+        if claim.reason == "exhausted":
+            _job_failed(claim.job, store, error=claim.job.error or "gave up")
+        return f"skipped:{claim.reason}"
+    job = claim.job
+    with _job_lease(store, job_id, settings.lease_seconds) as lease:
+        try:
+            result = _JOBS[job.kind](job, settings, store)
+        except Exception as exc:
+            error = exc.message if isinstance(exc, FaithauditError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, FaithauditError):
+                log.exception("job %s failed", job_id)
+            if store.fail_job(job_id, WORKER_ID, error=error):
+                _job_failed(job, store, error=error)
+            return "failed"
+    if lease.lost.is_set() or not store.finish_job(job_id, WORKER_ID, result=result):
+        log.warning("job %s: lease lost before its result was stored (another worker runs it)", job_id)
+        return "lease_lost"
     return "succeeded"
 
 
 def _corpus_job(job, settings, store) -> dict:
     from faithaudit.api_schemas import CorpusDocumentIn
-    from faithaudit.retrieval.corpus import add_documents
+    from faithaudit.retrieval.corpus import add_documents, remove_corpus
 
     name = job.payload["corpus"]
     docs = [CorpusDocumentIn.model_validate(d) for d in job.payload["documents"]]
-    create = None if job.kind == "corpus_create" else False
-    count = add_documents(settings.data_dir, job.tenant, name, docs, create=create)
-    store.register_corpus(job.tenant, name, num_documents=count)
+    if job.kind == "corpus_create" and (job.payload.get("rebuild") or job.attempts > 1):
+        remove_corpus(settings.data_dir, job.tenant, name)  # a failed build's files, or a killed try's half
+    count = add_documents(settings.data_dir, job.tenant, name, docs, create=job.kind == "corpus_create")
+    if not store.register_corpus(job.tenant, name, num_documents=count, create_missing=False):
+        remove_corpus(settings.data_dir, job.tenant, name)
+        raise CorpusDeleted(f"corpus {name!r} was deleted while this job built it")
     return {"corpus": name, "added": len(docs), "num_documents": count}
+
+
+def _delete_corpus_job(job, settings, store) -> dict:
+    from faithaudit.retrieval.corpus import remove_corpus
+
+    removed = remove_corpus(settings.data_dir, job.tenant, job.payload["corpus"])
+    return {"corpus": job.payload["corpus"], "files_removed": removed}
+
+
+class CorpusDeleted(FaithauditError):
+    """The corpus row went away while its job ran (DELETE /v1/corpora/{name})."""
 
 
 def _gate_job(job, settings, store) -> dict:
@@ -236,13 +281,15 @@ def _gate_job(job, settings, store) -> dict:
     return verdict.model_dump(mode="json")
 
 
-def _job_failed(job, store, settings) -> None:
-    """A corpus whose first build failed is forgotten (its name can be used again)."""
+def _job_failed(job, store, *, error: str) -> None:
+    """A corpus whose first build (or rebuild) failed for good is ``failed`` with the reason; it can be rebuilt."""
     if job.kind == "corpus_create":
-        from faithaudit.retrieval.corpus import corpus_exists
-
-        if not corpus_exists(settings.data_dir, job.tenant, job.payload["corpus"]):
-            store.drop_corpus(job.tenant, job.payload["corpus"])
+        store.mark_corpus_failed(job.tenant, job.payload["corpus"], error=error)
 
 
-_JOBS = {"corpus_create": _corpus_job, "corpus_add": _corpus_job, "gate": _gate_job}
+_JOBS = {
+    "corpus_create": _corpus_job,
+    "corpus_add": _corpus_job,
+    "corpus_delete": _delete_corpus_job,
+    "gate": _gate_job,
+}

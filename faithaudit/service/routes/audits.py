@@ -32,7 +32,7 @@ from faithaudit.service.deps import (
     current_tenant,
 )
 from faithaudit.service.html import html_page
-from faithaudit.service.validation import check_corpus, parse_audit_request, request_hash
+from faithaudit.service.validation import admission, check_corpus, parse_audit_request, planned, request_hash
 from faithaudit.store import AuditRow
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -72,7 +72,7 @@ async def submit_audit(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Validate, store, enqueue; 202 at once. A broker outage delays the audit, never loses it."""
-    row, created = await run_in_threadpool(
+    row, created, cost = await run_in_threadpool(
         _store_audit,
         await request.body(),
         tenant=tenant,
@@ -83,7 +83,7 @@ async def submit_audit(
     if created:  # after the response: the audit is already stored, and the reaper retries a failed send
         telemetry.SUBMITTED.inc()
         background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer)
-    body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id))
+    body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id), planned=cost)
     headers = {"Location": body.links.self}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -91,16 +91,21 @@ async def submit_audit(
 
 
 def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: str | None):
-    """A submit's blocking work before the answer, in one trip to the thread pool: validate fully, store."""
+    """A submit's blocking work before the answer, in one trip to the thread pool: validate fully, plan its cost,
+    then store it in one transaction that checks the tenant's quotas (429)."""
     audit_request = parse_audit_request(body, settings)
     check_corpus(audit_request, store, tenant)
+    cost = planned(audit_request, settings)
     row, created = store.create_audit(
         tenant=tenant,
         request=audit_request.model_dump(mode="json", exclude_unset=True),
         request_hash=request_hash(audit_request),
         idempotency_key=idempotency_key,
+        planned_passes=cost.forward_passes,
+        planned_tokens=cost.tokens,
+        admit=admission(settings, cost.tokens),
     )
-    return row, created
+    return row, created, cost
 
 
 def _enqueue(audit_id: str, *, store, enqueuer) -> None:

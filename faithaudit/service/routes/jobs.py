@@ -22,8 +22,8 @@ from faithaudit.api_schemas import (
 )
 from faithaudit.api_schemas.edge import printable
 from faithaudit.api_schemas.request import CORPUS_NAME_PATTERN
-from faithaudit.api_schemas.service import JobLinks
-from faithaudit.errors import FieldError, InvalidRequestError, NotFoundError
+from faithaudit.api_schemas.service import JobLinks, PlannedCost
+from faithaudit.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError
 from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep
 from faithaudit.service.validation import load_json, parse_body
 from faithaudit.store import JobRow
@@ -32,9 +32,12 @@ router = APIRouter(tags=["corpora", "gates"])
 _ID = re.compile(r"[0-9a-f]{32}")
 
 
-def _accepted(row: JobRow, background: BackgroundTasks, store, enqueuer, *, path: str) -> JSONResponse:
+def _accepted(
+    row: JobRow, background: BackgroundTasks, store, enqueuer, *, path: str, planned: PlannedCost | None = None
+) -> JSONResponse:
     background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer)
-    body = JobAccepted(id=row.id, kind=row.kind, status=row.status, links=JobLinks(self=f"{path}/{row.id}"))
+    links = JobLinks(self=f"{path}/{row.id}")
+    body = JobAccepted(id=row.id, kind=row.kind, status=row.status, links=links, planned=planned)
     return JSONResponse(
         body.model_dump(mode="json"), status_code=202, headers={"Location": body.links.self}, background=background
     )
@@ -76,6 +79,7 @@ def _corpus_info(row) -> CorpusInfo:
         name=row.name,
         status=row.status,
         num_documents=row.num_documents,
+        error=row.error,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -88,15 +92,12 @@ def _corpus_info(row) -> CorpusInfo:
 async def create_corpus(
     request: Request, background: BackgroundTasks, tenant: CurrentTenant, store: StoreDep, enqueuer: EnqueuerDep
 ) -> JSONResponse:
-    """Register a corpus and build its index on a worker from the given documents (202 + job id)."""
+    """Register a corpus and build its index on a worker from the given documents (202 + job id). A corpus whose
+    build failed is rebuilt from these documents; any other existing name, or one a job is working on, is 409."""
     body = parse_body(CorpusCreate, await request.body(), "corpus")
-
-    def work() -> JobRow:
-        store.create_corpus(tenant, body.name)
-        payload = {"corpus": body.name, "documents": [d.model_dump(mode="json") for d in body.documents]}
-        return store.create_job(tenant=tenant, kind="corpus_create", payload=payload)
-
-    return _accepted(await run_in_threadpool(work), background, store, enqueuer, path="/v1/jobs")
+    payload = {"corpus": body.name, "documents": [d.model_dump(mode="json") for d in body.documents]}
+    row = await run_in_threadpool(store.create_corpus_job, tenant, body.name, payload)
+    return _accepted(row, background, store, enqueuer, path="/v1/jobs")
 
 
 @router.post("/v1/corpora/{name}/documents", status_code=202, response_model=JobAccepted)
@@ -108,12 +109,31 @@ async def add_corpus_documents(
     store: StoreDep,
     enqueuer: EnqueuerDep,
 ) -> JSONResponse:
-    """Embed more documents into an existing corpus on a worker (404 for an unknown corpus)."""
-    if not _is_corpus_name(name) or await run_in_threadpool(store.get_corpus, tenant, name) is None:
+    """Embed more documents into a ready corpus on a worker (404 unknown; 409 while it is built or has failed)."""
+    corpus = await run_in_threadpool(store.get_corpus, tenant, name) if _is_corpus_name(name) else None
+    if corpus is None:
         raise NotFoundError(f"no corpus {printable(name)!r}")
+    if corpus.status != "ready":
+        why = "is still being built" if corpus.status == "pending" else f"failed to build ({corpus.error})"
+        raise ConflictError(f"corpus {name!r} {why}; documents can be added once it is ready")
     body = parse_body(CorpusDocumentsIn, await request.body(), "documents")
     payload = {"corpus": name, "documents": [d.model_dump(mode="json") for d in body.documents]}
-    row = await run_in_threadpool(lambda: store.create_job(tenant=tenant, kind="corpus_add", payload=payload))
+    row = await run_in_threadpool(
+        lambda: store.create_job(tenant=tenant, kind="corpus_add", payload=payload, subject=name)
+    )
+    return _accepted(row, background, store, enqueuer, path="/v1/jobs")
+
+
+@router.delete("/v1/corpora/{name}", status_code=202, response_model=JobAccepted)
+async def delete_corpus(
+    name: str, background: BackgroundTasks, tenant: CurrentTenant, store: StoreDep, enqueuer: EnqueuerDep
+) -> JSONResponse:
+    """Delete a corpus: it is gone from the API at once (its name free once the returned job has removed its
+    files on a worker). Audits queued against it fail with "was deleted" when a worker takes them; while a job
+    builds or extends it, deleting is 409 (retry once that job has ended)."""
+    if not _is_corpus_name(name):
+        raise NotFoundError(f"no corpus {printable(name)!r}")
+    row = await run_in_threadpool(store.delete_corpus_job, tenant, name)
     return _accepted(row, background, store, enqueuer, path="/v1/jobs")
 
 
@@ -149,13 +169,13 @@ async def submit_gate(
 ) -> JSONResponse:
     """Run a gate suite (cases inline) on a worker; poll ``GET /v1/gates/{id}`` for the verdict."""
     raw = await request.body()
-    row = await run_in_threadpool(_store_gate, raw, tenant=tenant, settings=settings, store=store)
-    return _accepted(row, background, store, enqueuer, path="/v1/gates")
+    row, cost = await run_in_threadpool(_store_gate, raw, tenant=tenant, settings=settings, store=store)
+    return _accepted(row, background, store, enqueuer, path="/v1/gates", planned=cost)
 
 
-def _store_gate(raw: bytes, *, tenant: str, settings, store) -> JobRow:
+def _store_gate(raw: bytes, *, tenant: str, settings, store) -> tuple[JobRow, PlannedCost]:
     from faithaudit.gating.suite import parse_suite_data, resolve_cases
-    from faithaudit.service.validation import check_corpus, check_served
+    from faithaudit.service.validation import admission, check_corpus, check_served, planned
 
     suite = parse_suite_data(load_json(raw))
     cases = resolve_cases(suite, base_dir=None)
@@ -171,7 +191,17 @@ def _store_gate(raw: bytes, *, tenant: str, settings, store) -> JobRow:
         "suite": suite.name,
         "cases": [{"name": c.name, "request": c.request.model_dump(mode="json", exclude_unset=True)} for c in cases],
     }
-    return store.create_job(tenant=tenant, kind="gate", payload=payload)
+    costs = [planned(c.request, settings) for c in cases]
+    cost = PlannedCost(
+        forward_passes=sum(c.forward_passes for c in costs),
+        tokens=sum(c.tokens for c in costs),
+        tokens_method=",".join(sorted({c.tokens_method for c in costs})) or "tokenizer",
+    )
+    row = store.create_job(
+        tenant=tenant, kind="gate", payload=payload, planned_tokens=cost.tokens,
+        admit=admission(settings, cost.tokens, field="cases"),
+    )  # fmt: skip
+    return row, cost
 
 
 @router.get("/v1/gates/{gate_id}", response_model=GateStatus)
