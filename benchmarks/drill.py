@@ -15,7 +15,9 @@ start, for everything to end, and prints:
   (re-sent) or running on another worker; after a broker restart: seconds until every queued item is re-sent.
   p50 / p99 / max, against the target ``2 leases + reaper interval``.
 
-It exits 1 on any loss, stuck item or double write, or a recovery p99 over the target.
+It exits 1 on any loss, stuck item, double write or refused submit, or a recovery p99 over the target. (An
+audit's ``succeeded`` event twice cannot happen while only the lease holder finishes it: the check watches that
+invariant.)
 
     PYTHONPATH=. .venv/bin/python benchmarks/drill.py --json benchmarks/results/drill.json
 """
@@ -343,6 +345,7 @@ class Drill:
             recovery[fault] = {"faults": sum(r.fault == fault for r in self.recoveries), "items": len(xs),
                                "never_recovered": never, **_percentiles(xs)}  # fmt: skip
         ok = (counts["lost"] == counts["stuck"] == counts["written_twice"] == counts["failed_without_reason"] == 0
+              and not self.submit_errors
               and all(v["never_recovered"] == 0 and (v["p99"] or 0) <= target for v in recovery.values()))  # fmt: skip
         return {"ok": ok, **counts, "recovery_seconds": recovery, "recovery_target_seconds": target,
                 "failures": failures, "submit_errors": self.submit_errors, "seconds": round(seconds, 1)}  # fmt: skip

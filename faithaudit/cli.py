@@ -890,6 +890,7 @@ def worker(
     import socket
 
     from faithaudit.config import get_settings
+    from faithaudit.queue import callback_queue
     from faithaudit.workers.celery_app import get_celery
 
     _store()
@@ -903,7 +904,7 @@ def worker(
         [
             "worker",
             "--pool=solo",
-            f"--queues={settings.queue_name}",
+            f"--queues={settings.queue_name},{callback_queue(settings.queue_name)}",
             f"--hostname={node}@%h",
             f"--loglevel={loglevel}",
             "--without-gossip",

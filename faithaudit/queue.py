@@ -15,6 +15,11 @@ from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JO
 log = logging.getLogger(__name__)
 
 
+def callback_queue(queue_name: str) -> str:
+    """The queue of webhook deliveries beside the audit queue ``queue_name`` (workers consume both)."""
+    return f"{queue_name}.callbacks"
+
+
 @dataclass
 class Enqueuer:
     broker_url: str
@@ -42,12 +47,17 @@ class Enqueuer:
         return self._send(RUN_JOB_TASK, job_id)
 
     def send_callback(self, audit_id: str) -> bool:
-        """The ended audit's webhook, delivered (and retried) by a worker task, never inline."""
-        return self._send(DELIVER_CALLBACK_TASK, audit_id)
+        """The ended audit's webhook, delivered (and retried) by a worker task, never inline; on a queue of its
+        own, so the audit queue's depth counts audits and jobs only (the reaper compares the two)."""
+        return self._send(DELIVER_CALLBACK_TASK, audit_id, queue=self.callback_queue)
 
-    def _send(self, task: str, item_id: str) -> bool:
+    @property
+    def callback_queue(self) -> str:
+        return callback_queue(self.queue_name)
+
+    def _send(self, task: str, item_id: str, *, queue: str | None = None) -> bool:
         try:
-            self.app.send_task(task, args=[item_id], queue=self.queue_name, retry=False)
+            self.app.send_task(task, args=[item_id], queue=queue or self.queue_name, retry=False)
         except Exception as exc:  # the broker is down or unreachable: the reaper retries later
             log.warning("could not enqueue %s %s: %s", task, item_id, exc)
             return False
@@ -79,9 +89,11 @@ class Enqueuer:
             return None
 
     def purge(self) -> int | None:
-        """Drop every message waiting in this queue (tests and fuzz runs on a private queue); how many."""
+        """Drop every message waiting in this queue and its webhook queue (tests and fuzz runs on a private
+        queue); how many."""
         try:
             with self.app.connection_for_write() as conn:
-                return conn.default_channel.queue_purge(self.queue_name)
+                channel = conn.default_channel
+                return sum(channel.queue_purge(q) or 0 for q in (self.queue_name, self.callback_queue))
         except Exception:
             return None

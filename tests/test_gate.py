@@ -83,7 +83,8 @@ def test_labels_follow_the_interval_against_the_noise_floor():
         ).label
 
     assert label(20.9, (19.0, 21.0)) == "decisive"
-    assert label(2.4, (1.9, 2.6)) == "supporting"  # the whole interval must clear 2 nats
+    assert label(2.4, (1.1, 2.6)) == "supporting"  # the whole interval must clear 1.25 nats
+    assert label(2.4, (1.3, 2.6)) == "decisive"
     assert label(0.88, (0.2, 1.1)) == "within_noise"  # the bundled demo's Eiffel Tower paragraph
     assert label(0.46, (0.3, 0.5), floor=0.2, flip=True) == "decisive"  # a counted flip, above the floor
     assert label(0.46, (0.3, 0.7), floor=0.9, flip=True) == "within_noise"  # ... but not inside the noise
@@ -91,7 +92,7 @@ def test_labels_follow_the_interval_against_the_noise_floor():
     assert label(-2.8, (-3.0, -2.5), flip=True) == "distracting"
     assert label(0.1, (-0.2, 0.3), attention=0.6) == "attended_not_relied"
     assert label(25.0, (24.0, 26.0), attention=0.01) == "decisive"  # attention never overrides decisive
-    assert label(1.5, (1.2, 1.8), attention=0.01) == "relied_not_attended"
+    assert label(1.5, (1.0, 1.8), attention=0.01) == "relied_not_attended"
     # against the position baseline: the ratio is what counts, and the reason says what it was compared with
     verdict = label_source(
         reliance=0.1,

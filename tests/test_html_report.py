@@ -301,7 +301,7 @@ def test_token_heatmap_sentences_retrieval_thresholds_and_stage_cost() -> None:
     retrieval = page[page.index('id="retrieval"') :]
     assert "0.810" in retrieval and "d9" in retrieval and "depth_k_plus_1" in retrieval and "-0.30" in retrieval
     thresholds = page[page.index('id="thresholds"') : page.index('id="attention-vs-reliance"')]
-    assert "min_context_reliance" in thresholds and "decisive" in thresholds and "2.000" in thresholds
+    assert "min_context_reliance" in thresholds and "decisive" in thresholds and "1.250" in thresholds
     cost = page[page.index('id="cost"') :]
     assert cost.index("context_ablation") < cost.index("leave_one_out")  # slowest stage first
     assert 'id="methods"' in page and "nats of log-odds" in page

@@ -59,20 +59,28 @@ def test_corpora_are_per_tenant_and_a_failed_one_is_rebuilt(store):
     store.create_corpus_job("globex", "kb", {"corpus": "kb", "documents": []})
     assert store.get_corpus("acme", "kb").status == "pending"
     assert store.claim_job(job.id, "w1", lease_seconds=LEASE, max_attempts=3).claimed
-    assert store.fail_job(job.id, "w1", error="embedding failed")
-    store.mark_corpus_failed("acme", "kb", error="embedding failed")
+    assert store.fail_job(job.id, "w1", error="embedding failed")  # fails the corpus in the same transaction
     failed = store.get_corpus("acme", "kb")
     assert (failed.status, failed.error) == ("failed", "embedding failed")
+    with pytest.raises(ConflictError, match="failed to build"):
+        store.add_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
     again = store.create_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
     assert again.payload["rebuild"] is True and store.get_corpus("acme", "kb").status == "pending"
     store.claim_job(again.id, "w1", lease_seconds=LEASE, max_attempts=3)
-    assert store.register_corpus("acme", "kb", num_documents=7, create_missing=False)
+    assert store.register_corpus_for_job(again.id, "w2", num_documents=7, max_document_chars=80) == "lease_lost"
+    assert store.register_corpus_for_job(again.id, "w1", num_documents=7, max_document_chars=80) == "registered"
     store.finish_job(again.id, "w1", result={})
     with pytest.raises(ConflictError, match="already exists"):
         store.create_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
-    assert store.register_corpus("acme", "other", num_documents=2)  # the CLI's `corpus add` of a new corpus
+    add = store.add_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
+    with pytest.raises(ConflictError, match="being extended"):  # one job per corpus at a time
+        store.add_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
+    store.claim_job(add.id, "w1", lease_seconds=LEASE, max_attempts=3)
+    assert store.register_corpus_for_job(add.id, "w1", num_documents=9, max_document_chars=20) == "registered"
+    assert store.get_corpus("acme", "kb").max_document_chars == 80  # an add keeps the longest seen
+    store.register_corpus("acme", "other", num_documents=2)  # the CLI's `corpus add` of a new corpus
     assert [(c.name, c.status, c.num_documents) for c in store.list_corpora("acme")] == [
-        ("kb", "ready", 7),
+        ("kb", "ready", 9),
         ("other", "ready", 2),
     ]
 
@@ -82,7 +90,7 @@ def test_deleting_a_corpus_frees_its_name_once_its_files_are_gone(store):
     with pytest.raises(ConflictError, match="being built"):
         store.delete_corpus_job("acme", "kb")  # one job per corpus at a time
     store.claim_job(build.id, "w1", lease_seconds=LEASE, max_attempts=3)
-    store.register_corpus("acme", "kb", num_documents=1, create_missing=False)
+    store.register_corpus_for_job(build.id, "w1", num_documents=1, max_document_chars=10)
     store.finish_job(build.id, "w1", result={})
     with pytest.raises(NotFoundError):
         store.delete_corpus_job("globex", "kb")  # another tenant's corpus is not found
@@ -90,8 +98,6 @@ def test_deleting_a_corpus_frees_its_name_once_its_files_are_gone(store):
     assert delete.kind == "corpus_delete" and store.get_corpus("acme", "kb") is None
     with pytest.raises(ConflictError, match="being deleted"):
         store.create_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
-    # a build that was running when its corpus was deleted learns it when it registers
-    assert not store.register_corpus("acme", "kb", num_documents=1, create_missing=False)
     store.claim_job(delete.id, "w2", lease_seconds=LEASE, max_attempts=3)
     store.finish_job(delete.id, "w2", result={})
     assert store.create_corpus_job("acme", "kb", {"corpus": "kb", "documents": []}).kind == "corpus_create"
@@ -126,6 +132,14 @@ def test_a_redelivered_running_job_is_claimed_without_the_reaper_and_attempts_ru
     out = store.claim_job(job.id, "w3", lease_seconds=LEASE, max_attempts=2, now=now)
     assert out.reason == "exhausted" and out.job.status == "failed"
     assert out.job.error == "gave up after 2 attempts (the worker died or lost its lease each time)"
+    build = store.create_corpus_job("acme", "kb", {"corpus": "kb", "documents": []})
+    for _ in range(2):
+        now += timedelta(seconds=LEASE + 1)
+        store.claim_job(build.id, "w1", lease_seconds=LEASE, max_attempts=2, now=now)
+    now += timedelta(seconds=LEASE + 1)
+    assert store.claim_job(build.id, "w1", lease_seconds=LEASE, max_attempts=2, now=now).reason == "exhausted"
+    corpus = store.get_corpus("acme", "kb")  # failed in the claim's transaction: never pending without a job
+    assert corpus.status == "failed" and corpus.error.startswith("gave up after 2 attempts")
 
 
 def test_the_reaper_resends_stale_work_only_when_messages_were_lost(store):
@@ -158,6 +172,10 @@ def test_a_new_broker_instance_resends_every_queued_item_at_once(store):
     assert sorted(reap_once(store, broker, stale_enqueue_seconds=60, watch=watch)) == sorted(r.id for r in rows)
     assert broker.sent_jobs == [job.id]
     assert reap_once(store, broker, stale_enqueue_seconds=60, watch=watch) == []
+    broker.run_id, broker.send = "r3", lambda _id: False  # restarted again, but sending fails (still loading)
+    assert reap_once(store, broker, stale_enqueue_seconds=60, watch=watch) == []
+    del broker.send  # sending works again: the restart was not forgotten
+    assert sorted(reap_once(store, broker, stale_enqueue_seconds=60, watch=watch)) == sorted(r.id for r in rows)
 
 
 def test_quotas_admit_refuse_with_retry_after_and_isolate_tenants(store):

@@ -157,35 +157,39 @@ def _enqueued_at(store: Store, audit_id: str):
 def test_lost_broker_messages_are_resent_within_two_leases(tmp_path):
     port = free_port()
     with private_redis(port) as broker_url:
-        env = _env(tmp_path, broker_url)
+        # 1. with the depth rule out of reach (re-send after 600 s), only the new run_id can bring them back
+        env = _env(tmp_path, broker_url, FAITHAUDIT_REQUEUE_AFTER_SECONDS="600")
         key = create_key(env, "acme")
-        api, base = start_api(env, tmp_path / "api.log")
+        api, base = start_api(env, tmp_path / "api1.log")
         store = Store(env["FAITHAUDIT_DATABASE_URL"])
         worker = redis = None
         try:
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
                 ids = [client.post("/v1/audits", json=SMALL).json()["id"] for _ in range(2)]
-                time.sleep(1)  # enqueued; no worker runs, so the messages sit in Redis
+            time.sleep(1)  # enqueued; no worker runs, so the messages sit in Redis
+            subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False, timeout=10)
+            time.sleep(0.5)
+            redis = start_redis(port)  # empty, with a new run_id
+            restarted = datetime.now(UTC)
+            by_restart = _resent_within(store, ids, restarted, timeout=LEASE + 3 * REAPER + 5)
+            assert by_restart <= LEASE + REAPER + 1, by_restart
+            api.stop()
 
-                # 1. the messages vanish, the broker does not restart (same run_id): the queue is shorter
-                # than the queued audits, so those unclaimed for two leases are sent again
-                flushed = datetime.now(UTC)
-                subprocess.run(["redis-cli", "-p", str(port), "flushall"], check=True, timeout=10)
-                by_depth = _resent_within(store, ids, flushed, timeout=2 * LEASE + 3 * REAPER + 5)
+            # 2. the messages vanish without a restart (same run_id): the queue holds fewer messages than there
+            # are queued audits, so those unclaimed for two leases (the default) are sent again
+            env = _env(tmp_path, broker_url)
+            api, base = start_api(env, tmp_path / "api2.log")
+            flushed = datetime.now(UTC)
+            subprocess.run(["redis-cli", "-p", str(port), "flushall"], check=True, timeout=10)
+            by_depth = _resent_within(store, ids, flushed, timeout=2 * LEASE + 3 * REAPER + 5)
+            assert by_depth <= 2 * LEASE + 2 * REAPER + 1, by_depth
 
-                # 2. the broker restarts empty (a new run_id): the next sweep sends every queued audit
-                subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False, timeout=10)
-                time.sleep(0.5)
-                redis = start_redis(port)
-                restarted = datetime.now(UTC)
-                by_restart = _resent_within(store, ids, restarted, timeout=2 * LEASE + 3 * REAPER + 5)
-                assert by_restart <= LEASE + REAPER + 1, by_restart
-
-                worker = start_worker(env, tmp_path / "worker.log")
+            worker = start_worker(env, tmp_path / "worker.log")
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
                 for audit_id in ids:
                     done = wait_for(client, audit_id, _ended, timeout=300)
                     assert done["status"] == "succeeded" and done["attempts"] == 1, (done, worker.tail())
-                print(f"re-sent after: flush {by_depth:.1f} s, restart {by_restart:.1f} s (lease {LEASE} s)")
+            print(f"re-sent after: restart {by_restart:.1f} s, flush {by_depth:.1f} s (lease {LEASE} s)")
         finally:
             store.dispose()
             for proc in (worker, api):

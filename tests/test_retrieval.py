@@ -114,3 +114,17 @@ def test_retriever_audit_finds_the_document_with_the_fictional_answer(data_dir, 
     with pytest.raises(InvalidRequestError) as exc:
         audit_request(too_deep, model, tenant="acme", corpora=CorpusLibrary(data_dir))
     assert exc.value.fields[0].path == "pipeline.k"
+
+
+def test_a_retried_add_job_adds_nothing_twice_and_a_removed_corpus_is_gone(data_dir):
+    """``applied_by`` (the job id) makes a worker's add idempotent: its retry after a kill that came after the
+    write finds the job in the manifest; ``remove_corpus`` deletes the files under the corpus's lock."""
+    from faithaudit.retrieval.corpus import add_documents, corpus_exists, load_corpus, remove_corpus
+
+    docs = [CorpusDocumentIn(text="Bats hunt at dusk."), CorpusDocumentIn(text="Moths fly to the lamp.")]
+    assert add_documents(data_dir, "acme", "scratch", docs, create=True, applied_by="job-1") == 2
+    assert add_documents(data_dir, "acme", "scratch", docs, create=True, applied_by="job-1") == 2  # the retry
+    assert add_documents(data_dir, "acme", "scratch", docs[:1], create=False, applied_by="job-2") == 3
+    assert len(load_corpus(data_dir, "acme", "scratch")) == 3
+    assert remove_corpus(data_dir, "acme", "scratch") and not corpus_exists(data_dir, "acme", "scratch")
+    assert not remove_corpus(data_dir, "acme", "scratch")

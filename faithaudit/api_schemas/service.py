@@ -34,7 +34,8 @@ class PlannedCost(BaseModel):
     )
     tokens_method: str = Field(
         description="How the lengths were counted: 'tokenizer' (the model's own), 'characters/4' (the model is "
-        "not cached yet), or 'retriever' (documents not retrieved yet: k documents of 256 tokens each)."
+        "not cached yet), or 'retriever' (documents not retrieved yet: each of the k counted as the corpus's longest "
+        "document, characters/4)."
     )
 
 

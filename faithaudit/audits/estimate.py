@@ -4,7 +4,8 @@
 plus every stage's passes and regenerations) and the tokens they process, each pass counted at the full prompt
 plus the response budget (an upper bound: ablations drop sources). ``counter`` is the model's tokenizer when its
 files are cached (``service.token_budget``); without it a token is counted per 4 characters. A retriever's
-documents are unknown until the worker retrieves them: each of the k counts ``RETRIEVED_DOC_TOKENS``.
+documents are unknown until the worker retrieves them: each of the k counts as the corpus's longest document
+(``retrieved_doc_chars`` / 4, an upper bound), or ``RETRIEVED_DOC_TOKENS`` when the corpus never said.
 Torch-free: the API process imports it.
 """
 
@@ -45,19 +46,20 @@ class ApproxCounter(ChatPromptMixin):
         return [0] * math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def estimate_cost(request: AuditRequest, counter=None) -> Estimate:
+def estimate_cost(request: AuditRequest, counter=None, *, retrieved_doc_chars: int | None = None) -> Estimate:
     if request.pipeline.kind == "retriever":
-        return _retriever_estimate(request, counter or ApproxCounter())
+        return _retriever_estimate(request, counter or ApproxCounter(), retrieved_doc_chars)
     method = "characters/4" if counter is None else "tokenizer"
     layout, _, response_len = request_layout(request, counter or ApproxCounter())
     plan = AuditPlan.build(request.audit, layout.num_sources, reorderable=layout.reorderable)
     return Estimate(plan.total_passes, plan.total_passes * (len(layout.build().ids) + response_len), method)
 
 
-def _retriever_estimate(request: AuditRequest, counter) -> Estimate:
+def _retriever_estimate(request: AuditRequest, counter, doc_chars: int | None) -> Estimate:
     k = request.pipeline.k
     response = len(counter.encode(request.response)) if request.response else 0
     response = max(response, request.model.max_new_tokens)
-    prompt = len(counter.encode(request.query)) + k * RETRIEVED_DOC_TOKENS
+    per_doc = math.ceil(doc_chars / CHARS_PER_TOKEN) if doc_chars else RETRIEVED_DOC_TOKENS
+    prompt = len(counter.encode(request.query)) + k * per_doc
     plan = AuditPlan.build(request.audit, k, reorderable=k > 1)
     return Estimate(plan.total_passes, plan.total_passes * (prompt + response), "retriever")

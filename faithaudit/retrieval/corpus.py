@@ -122,18 +122,27 @@ def _load(folder: Path, tenant: str, name: str) -> Corpus:
 
 
 def add_documents(
-    data_dir: Path, tenant: str, name: str, documents: Iterable[CorpusDocumentIn], *, create: bool | None = None
+    data_dir: Path,
+    tenant: str,
+    name: str,
+    documents: Iterable[CorpusDocumentIn],
+    *,
+    create: bool | None = None,
+    applied_by: str | None = None,
 ) -> int:
     """Embed and append documents (creating the corpus if needed); returns the corpus's document count.
 
     ``create=True`` refuses an existing corpus, ``create=False`` a missing one, ``None`` accepts both.
-    Ids must be unique within the corpus; a document without one gets ``doc-<n>``.
+    Ids must be unique within the corpus; a document without one gets ``doc-<n>``. ``applied_by`` (a job id) is
+    kept in the manifest: the same job adding again (a retry after its worker died) changes nothing.
     """
     folder = corpus_dir(data_dir, tenant, name)
     folder.mkdir(parents=True, exist_ok=True)
     docs = list(documents)
     with _locked(folder):
         manifest = _read_manifest(folder)
+        if manifest is not None and applied_by is not None and applied_by in manifest.get("applied_by", []):
+            return len(manifest["ids"])
         if manifest is not None and create is True:
             raise InvalidRequestError.for_field("name", f"corpus {name!r} already exists")
         if manifest is None and create is False:
@@ -165,7 +174,11 @@ def add_documents(
             store.add_documents(lc_docs, ids=new_ids)
         store.save_local(str(folder))
         ids += new_ids
-        _write_manifest(folder, {"name": name, "tenant": tenant, "embedding_model": EMBEDDING_MODEL, "ids": ids})
+        applied = ((manifest or {}).get("applied_by", []) + ([applied_by] if applied_by else []))[-1000:]
+        _write_manifest(
+            folder,
+            {"name": name, "tenant": tenant, "embedding_model": EMBEDDING_MODEL, "ids": ids, "applied_by": applied},
+        )
     return len(ids)
 
 

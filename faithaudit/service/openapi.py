@@ -42,8 +42,7 @@ DESCRIPTIONS = {
     "413": "The body is over FAITHAUDIT_MAX_BODY_BYTES.",
     "415": "The body is not JSON, or has a Content-Encoding.",
     "422": "Invalid request; `fields` names each field.",
-    "429": "A quota of this tenant is used up (GET /v1/usage); the Retry-After header says when the same request "
-    "fits.",
+    "429": "A quota of this tenant is used up (GET /v1/usage); the Retry-After header says when the same request fits.",
     "500": "Internal error (Connection: close); an accepted audit is kept.",
 }
 ERROR_SCHEMA = {

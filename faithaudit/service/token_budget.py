@@ -90,9 +90,16 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
     return True
 
 
-def planned_cost(request: AuditRequest, *, model_name: str, cache_dir: Path) -> PlannedCost:
+def planned_cost(
+    request: AuditRequest, *, model_name: str, cache_dir: Path, retrieved_doc_chars: int | None = None
+) -> PlannedCost:
     """The audit's planned passes and tokens (``audits.estimate``), with the model's tokenizer when cached."""
-    estimate = estimate_cost(request, counter_for(model_name, cache_dir))
+    from jinja2 import TemplateError
+
+    try:
+        estimate = estimate_cost(request, counter_for(model_name, cache_dir), retrieved_doc_chars=retrieved_doc_chars)
+    except TemplateError as exc:
+        raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
     return PlannedCost(
         forward_passes=estimate.forward_passes, tokens=estimate.tokens, tokens_method=estimate.tokens_method
     )

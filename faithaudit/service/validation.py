@@ -51,10 +51,11 @@ def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
     return request
 
 
-def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = "") -> None:
-    """A retriever pipeline must name a corpus of this tenant, and k may not exceed its size (422 naming the field)."""
+def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = ""):
+    """A retriever pipeline must name a ready corpus of this tenant, and k may not exceed its size (422 naming the
+    field; 409 while it is built); the corpus row, or None for other pipelines."""
     if request.pipeline.kind != "retriever":
-        return
+        return None
     corpus = store.get_corpus(tenant, request.pipeline.corpus)
     field = f"{prefix}pipeline.corpus"
     if corpus is None:
@@ -72,6 +73,7 @@ def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = "")
             f"{prefix}pipeline.k",
             f"k={request.pipeline.k} is more than the {corpus.num_documents} documents of corpus {corpus.name!r}",
         )
+    return corpus
 
 
 def check_callback(request: AuditRequest, settings: Settings) -> None:
@@ -95,11 +97,17 @@ def check_served(request: AuditRequest, settings: Settings) -> None:
     check_source_limits(request, max_sources=settings.max_sources, max_source_chars=settings.max_source_chars)
 
 
-def planned(request: AuditRequest, settings: Settings):
-    """The request's planned cost (``PlannedCost``), counted with the served model's tokenizer when cached."""
+def planned(request: AuditRequest, settings: Settings, corpus=None):
+    """The request's planned cost (``PlannedCost``), counted with the served model's tokenizer when cached; a
+    retriever's documents at its corpus's longest (``check_corpus``'s row)."""
     from faithaudit.service.token_budget import planned_cost
 
-    return planned_cost(request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir)
+    return planned_cost(
+        request,
+        model_name=request.model.name or settings.default_model,
+        cache_dir=settings.cache_dir,
+        retrieved_doc_chars=getattr(corpus, "max_document_chars", None),
+    )
 
 
 def admission(settings: Settings, planned_tokens: int, *, field: str = "audit"):

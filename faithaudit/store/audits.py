@@ -29,7 +29,7 @@ from faithaudit.store.schema import (
     audits,
 )
 from faithaudit.store.sweep import Sweep, requeue_expired, sweep_queued
-from faithaudit.store.usage import Usage, read_usage
+from faithaudit.store.usage import Usage, read_usage, record_usage
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,7 @@ class AuditsStore(StoreBase):
                 if admit is not None:
                     admit(read_usage(conn, tenant, now=now))
                 conn.execute(audits.insert().values(**values))
+                record_usage(conn, tenant, planned_tokens, now=now)
                 tags = list(dict.fromkeys(request.get("tags") or []))
                 if tags:
                     conn.execute(

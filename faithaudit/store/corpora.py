@@ -29,6 +29,7 @@ class CorpusRow:
     created_at: datetime
     updated_at: datetime
     error: str | None = None
+    max_document_chars: int | None = None  # the longest document: what a retrieved one may cost (planned cost)
 
 
 def _to_corpus(row: sa.Row) -> CorpusRow:
@@ -57,10 +58,12 @@ class CorporaStore(JobsStore, StoreBase):
                 if existing is not None and existing != "failed":
                     raise ConflictError(f"corpus {name!r} already exists")
                 if existing == "failed":
-                    conn.execute(
-                        corpora.update().where(where).values(status="pending", num_documents=0, error=None,
-                                                             updated_at=now)
+                    rebuilt = conn.execute(
+                        corpora.update().where(where, corpora.c.status == "failed")
+                        .values(status="pending", num_documents=0, error=None, updated_at=now)
                     )  # fmt: skip
+                    if not rebuilt.rowcount:  # a concurrent rebuild took it first
+                        raise ConflictError(f"corpus {name!r} is being built; retry once that job has ended")
                 else:
                     conn.execute(
                         corpora.insert().values(tenant=tenant, name=name, status="pending", num_documents=0,
@@ -85,6 +88,26 @@ class CorporaStore(JobsStore, StoreBase):
             raise ConflictError(f"corpus {name!r} already exists") from None
         return CorpusRow(**values, created_at=now, updated_at=now)
 
+    def add_corpus_job(self, tenant: str, name: str, payload: dict, *, now: datetime | None = None) -> JobRow:
+        """Queue documents for a ready corpus that no job is working on (NotFoundError, ConflictError), in one
+        transaction with those checks."""
+        now = now or _utcnow()
+        where = sa.and_(corpora.c.tenant == tenant, corpora.c.name == name)
+        with self._write() as conn:
+            row = conn.execute(sa.select(corpora).where(where)).first()
+            if row is None:
+                raise NotFoundError(f"no corpus {name!r}")
+            busy = self._active_corpus_job(conn, tenant, name)
+            if busy is not None:
+                raise _busy(busy, name)
+            if row.status != "ready":
+                raise ConflictError(f"corpus {name!r} failed to build ({row.error}); documents can be added once "
+                                    "it is rebuilt")  # fmt: skip
+            values = job_values(
+                tenant=tenant, kind="corpus_add", payload=payload, subject=name, planned_tokens=None, now=now
+            )
+            return self._insert_job(conn, values)
+
     def delete_corpus_job(self, tenant: str, name: str, *, now: datetime | None = None) -> JobRow:
         """Delete the corpus row now and queue the job that removes its files (NotFoundError, ConflictError)."""
         now = now or _utcnow()
@@ -102,9 +125,9 @@ class CorporaStore(JobsStore, StoreBase):
             )  # fmt: skip
             return self._insert_job(conn, values)
 
-    def register_corpus(self, tenant: str, name: str, *, num_documents: int, create_missing: bool = True) -> bool:
-        """Record a built corpus as ready; a missing row is inserted (the CLI) or, for a worker's build
-        (``create_missing=False``), means the corpus was deleted meanwhile: False."""
+    def register_corpus(self, tenant: str, name: str, *, num_documents: int) -> None:
+        """Record a corpus the CLI built in process as ready (insert or update); workers use
+        ``register_corpus_for_job``, which writes only while they hold the job."""
         now = _utcnow()
         with self._write() as conn:
             done = conn.execute(
@@ -112,26 +135,13 @@ class CorporaStore(JobsStore, StoreBase):
                 .where(corpora.c.tenant == tenant, corpora.c.name == name)
                 .values(status="ready", num_documents=num_documents, error=None, updated_at=now)
             )
-            if done.rowcount:
-                return True
-            if not create_missing:
-                return False
-            conn.execute(
-                corpora.insert().values(
-                    tenant=tenant, name=name, status="ready", num_documents=num_documents, created_at=now,
-                    updated_at=now,
-                )
-            )  # fmt: skip
-            return True
-
-    def mark_corpus_failed(self, tenant: str, name: str, *, error: str) -> None:
-        """A build that failed for good: the corpus says why and can be rebuilt."""
-        with self._write() as conn:
-            conn.execute(
-                corpora.update()
-                .where(corpora.c.tenant == tenant, corpora.c.name == name, corpora.c.status == "pending")
-                .values(status="failed", error=error[:2000], updated_at=_utcnow())
-            )
+            if not done.rowcount:
+                conn.execute(
+                    corpora.insert().values(
+                        tenant=tenant, name=name, status="ready", num_documents=num_documents, created_at=now,
+                        updated_at=now,
+                    )
+                )  # fmt: skip
 
     def drop_corpus(self, tenant: str, name: str) -> None:
         with self._write() as conn:

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from faithaudit.store.base import StoreBase, _utcnow
-from faithaudit.store.schema import ACTIVE, FINISHED, jobs
+from faithaudit.store.schema import ACTIVE, FINISHED, corpora, jobs
 from faithaudit.store.sweep import Sweep, requeue_expired, sweep_queued
-from faithaudit.store.usage import Usage, read_usage
+from faithaudit.store.usage import Usage, read_usage, record_usage
 
 CORPUS_KINDS = ("corpus_create", "corpus_add", "corpus_delete")
 
@@ -95,6 +95,16 @@ def job_values(
 _NO_LEASE: dict[str, Any] = {"worker": None, "lease_expires_at": None}
 
 
+def _fail_corpus(conn: Connection, job: JobRow, error: str, *, now: datetime) -> None:
+    """A corpus build that failed for good leaves its corpus ``failed`` with the reason (it can be rebuilt)."""
+    if job.kind == "corpus_create":
+        conn.execute(
+            corpora.update()
+            .where(corpora.c.tenant == job.tenant, corpora.c.name == job.subject, corpora.c.status == "pending")
+            .values(status="failed", error=error[:2000], updated_at=now)
+        )
+
+
 def _held_by(job_id: str, worker_id: str) -> sa.ColumnElement[bool]:
     return sa.and_(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.worker == worker_id)
 
@@ -121,6 +131,7 @@ class JobsStore(StoreBase):
         with self._write() as conn:
             if admit is not None:
                 admit(read_usage(conn, tenant, now=now))
+            record_usage(conn, tenant, planned_tokens, now=now)
             return self._insert_job(conn, values)
 
     @staticmethod
@@ -197,6 +208,7 @@ class JobsStore(StoreBase):
             )
             if not failed.rowcount:
                 return JobClaim(job, "leased")
+            _fail_corpus(conn, job, error, now=now)
             return JobClaim(_to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()), "exhausted")
 
     def heartbeat_job(self, job_id: str, worker_id: str, *, lease_seconds: float, now: datetime | None = None) -> bool:
@@ -215,6 +227,8 @@ class JobsStore(StoreBase):
         return self._end_job(job_id, worker_id, status="succeeded", result=json.dumps(result))
 
     def fail_job(self, job_id: str, worker_id: str, *, error: str) -> bool:
+        """Record the failure if this worker holds the job; a corpus it was building is failed in the same
+        transaction (never left pending without a job)."""
         return self._end_job(job_id, worker_id, status="failed", error=error)
 
     def _end_job(self, job_id: str, worker_id: str, **values: Any) -> bool:
@@ -225,7 +239,31 @@ class JobsStore(StoreBase):
                 .where(_held_by(job_id, worker_id))
                 .values(finished_at=now, updated_at=now, **_NO_LEASE, **values)
             )
+            if result.rowcount == 1 and values.get("status") == "failed":
+                _fail_corpus(conn, _to_job(conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()),
+                             values["error"], now=now)  # fmt: skip
         return result.rowcount == 1
+
+    def register_corpus_for_job(
+        self, job_id: str, worker_id: str, *, num_documents: int, max_document_chars: int
+    ) -> str:
+        """Mark the job's corpus ready, only while this worker holds the job: registered, lease_lost or deleted."""
+        now = _utcnow()
+        with self._write() as conn:
+            row = conn.execute(sa.select(jobs).where(_held_by(job_id, worker_id))).first()
+            if row is None:
+                return "lease_lost"
+            job = _to_job(row)
+            where = sa.and_(corpora.c.tenant == job.tenant, corpora.c.name == job.subject)
+            before = conn.execute(sa.select(corpora.c.max_document_chars).where(where)).first()
+            if before is None:
+                return "deleted"
+            longest = max(max_document_chars, before[0] or 0) if job.kind == "corpus_add" else max_document_chars
+            conn.execute(
+                corpora.update().where(where).values(status="ready", num_documents=num_documents, error=None,
+                                                     max_document_chars=longest, updated_at=now)
+            )  # fmt: skip
+        return "registered"
 
     # -- the reaper ------------------------------------------------------------------------------------------------
 

@@ -36,7 +36,9 @@ class Broker(Protocol):
 
 
 class BrokerWatch:
-    """The broker instance seen by the last sweep; ``restarted`` says whether it changed since."""
+    """The broker instance that the last complete sweep sent to; ``restarted`` says whether it changed since.
+    A sweep that fails or whose sends fail does not ``confirm`` the new instance: the next sweep sees the change
+    again, so a restart is never forgotten half-handled."""
 
     def __init__(self) -> None:
         self.last: str | None = None
@@ -44,13 +46,18 @@ class BrokerWatch:
     def restarted(self, current: str | None) -> bool:
         if current is None:  # unreachable now: judge on the next sweep that reaches it
             return False
-        changed = self.last is not None and current != self.last
-        self.last = current
-        return changed
+        if self.last is None:
+            self.last = current
+        return current != self.last
+
+    def confirm(self, current: str | None) -> None:
+        if current is not None:
+            self.last = current
 
 
 def messages_lost(found: Sweep, depth: int | None) -> bool:
-    """Fewer messages waiting than queued items: some were lost (or the depth is unknown)."""
+    """Fewer messages waiting than queued items: some were lost (or the depth is unknown). The queue holds only
+    audit and job messages: webhooks have a queue of their own (``Enqueuer.callback_queue``)."""
     return depth is None or depth < found.queued
 
 
@@ -71,7 +78,8 @@ def reap_once(
         purged = store.purge_before(datetime.now(UTC) - timedelta(days=retention_days))
         if any(purged.values()):
             log.info("retention (%g days) deleted %s", retention_days, purged)
-    restarted = watch is not None and watch.restarted(broker.instance_id())
+    instance = broker.instance_id() if watch is not None else None
+    restarted = watch is not None and watch.restarted(instance)
     if restarted:
         log.warning("the broker restarted (new instance id): sending every queued audit and job again")
     stale_after = 0.0 if restarted else stale_enqueue_seconds
@@ -79,14 +87,21 @@ def reap_once(
     audits = store.reap(stale_enqueue_seconds=stale_after)
     both = jobs + audits
     resend_stale = restarted or (bool(both.stale) and messages_lost(both, broker.queue_depth()))
+    failed = 0
     for job_id in _to_send(jobs, resend_stale=resend_stale):
         if broker.send_job(job_id):
             store.mark_job_enqueued(job_id)
+        else:
+            failed += 1
     sent: list[str] = []
     for audit_id in _to_send(audits, resend_stale=resend_stale):
         if broker.send(audit_id):
             store.mark_enqueued(audit_id)
             sent.append(audit_id)
+        else:
+            failed += 1
+    if watch is not None and not failed:
+        watch.confirm(instance)
     if sent:
         log.info("reaper enqueued %d audit(s): %s", len(sent), ", ".join(sent))
     return sent

@@ -4,10 +4,11 @@ Audits and jobs still queued or running are kept whatever their age: a worker ma
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from faithaudit.store.base import StoreBase
-from faithaudit.store.schema import ACTIVE, audit_events, audit_tags, audits, jobs
+from faithaudit.store.schema import ACTIVE, audit_events, audit_tags, audits, jobs, usage_events
+from faithaudit.store.usage import WINDOW_SECONDS
 
 
 class RetentionStore(StoreBase):
@@ -28,4 +29,6 @@ class RetentionStore(StoreBase):
             done_jobs = conn.execute(
                 jobs.delete().where(jobs.c.created_at < cutoff, jobs.c.status.in_(("succeeded", "failed")))
             )
+            ledger_cutoff = min(cutoff, datetime.now(UTC) - timedelta(seconds=2 * WINDOW_SECONDS))
+            conn.execute(usage_events.delete().where(usage_events.c.at < ledger_cutoff))  # past any quota window
         return {"audits": len(ids), "jobs": done_jobs.rowcount or 0}

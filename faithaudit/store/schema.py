@@ -103,8 +103,18 @@ corpora = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("num_documents", sa.Integer(), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("max_document_chars", sa.Integer(), nullable=True),  # the longest document (planned cost)
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+usage_events = sa.Table(  # append-only: what each tenant submitted (quotas); deleting an audit does not undo it
+    "usage_events",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("planned_tokens", sa.BigInteger(), nullable=False),
+    sa.Index("ix_usage_events_tenant_at", "tenant", "at"),
 )
 jobs = sa.Table(
     "jobs",

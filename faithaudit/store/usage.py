@@ -1,7 +1,9 @@
 """A tenant's usage, read in the transaction that admits new work (``quotas.admit`` decides from it).
 
 Active work: audits queued or running, and gate runs queued or running (one each). Planned tokens: the planned
-cost of the audits and gate runs the tenant submitted in the last ``window_seconds``, whatever became of them.
+cost of the audits and gate runs the tenant submitted in the last ``window_seconds``, whatever became of them:
+they are read from ``usage_events``, an append-only ledger written in the admitting transaction, so deleting an
+audit does not give its tokens back.
 On PostgreSQL the admitting transaction holds a per-tenant advisory lock, so two submits cannot both take the
 last slot; SQLite's write transactions are serial already.
 """
@@ -15,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from faithaudit.store.base import StoreBase, _utcnow
-from faithaudit.store.schema import ACTIVE, audits, jobs
+from faithaudit.store.schema import ACTIVE, audits, jobs, usage_events
 
 WINDOW_SECONDS = 3600
 
@@ -47,13 +49,17 @@ def read_usage(conn: Connection, tenant: str, *, now: datetime, window_seconds: 
         count.select_from(jobs).where(jobs.c.tenant == tenant, jobs.c.kind == "gate", jobs.c.status.in_(ACTIVE))
     ).scalar_one()
     since = now - timedelta(seconds=window_seconds)
-    window = []
-    for table in (audits, jobs):
-        query = sa.select(table.c.created_at, table.c.planned_tokens).where(
-            table.c.tenant == tenant, table.c.created_at >= since, table.c.planned_tokens.is_not(None)
-        )
-        window += [(r.created_at, int(r.planned_tokens)) for r in conn.execute(query)]
-    return Usage(int(active_audits), int(active_gates), sorted(window), window_seconds)
+    query = sa.select(usage_events.c.at, usage_events.c.planned_tokens).where(
+        usage_events.c.tenant == tenant, usage_events.c.at >= since
+    )
+    window = sorted((r.at, int(r.planned_tokens)) for r in conn.execute(query))
+    return Usage(int(active_audits), int(active_gates), window, window_seconds)
+
+
+def record_usage(conn: Connection, tenant: str, planned_tokens: int | None, *, now: datetime) -> None:
+    """Add a submit to the ledger (in the transaction that stored it)."""
+    if planned_tokens is not None:
+        conn.execute(usage_events.insert().values(tenant=tenant, at=now, planned_tokens=int(planned_tokens)))
 
 
 class UsageStore(StoreBase):

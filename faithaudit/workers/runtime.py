@@ -211,21 +211,21 @@ def execute_job(job_id: str) -> str:
     settings = get_settings()
     store = get_store()
     claim = store.claim_job(job_id, WORKER_ID, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
-    if not claim.claimed:
+    if not claim.claimed:  # out of attempts: the claim failed it (and its corpus) already
         log.info("job %s not run: %s", job_id, claim.reason)
-        if claim.reason == "exhausted":
-            _job_failed(claim.job, store, error=claim.job.error or "gave up")
         return f"skipped:{claim.reason}"
     job = claim.job
     with _job_lease(store, job_id, settings.lease_seconds) as lease:
         try:
             result = _JOBS[job.kind](job, settings, store)
+        except LeaseLost:
+            log.warning("job %s: lease lost (another worker runs it); stopping", job_id)
+            return "lease_lost"
         except Exception as exc:
             error = exc.message if isinstance(exc, FaithauditError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, FaithauditError):
                 log.exception("job %s failed", job_id)
-            if store.fail_job(job_id, WORKER_ID, error=error):
-                _job_failed(job, store, error=error)
+            store.fail_job(job_id, WORKER_ID, error=error)  # fails its corpus too, in one transaction
             return "failed"
     if lease.lost.is_set() or not store.finish_job(job_id, WORKER_ID, result=result):
         log.warning("job %s: lease lost before its result was stored (another worker runs it)", job_id)
@@ -241,8 +241,15 @@ def _corpus_job(job, settings, store) -> dict:
     docs = [CorpusDocumentIn.model_validate(d) for d in job.payload["documents"]]
     if job.kind == "corpus_create" and (job.payload.get("rebuild") or job.attempts > 1):
         remove_corpus(settings.data_dir, job.tenant, name)  # a failed build's files, or a killed try's half
-    count = add_documents(settings.data_dir, job.tenant, name, docs, create=job.kind == "corpus_create")
-    if not store.register_corpus(job.tenant, name, num_documents=count, create_missing=False):
+    # the job id makes an add idempotent: a retry after the files were written adds nothing twice
+    count = add_documents(
+        settings.data_dir, job.tenant, name, docs, create=job.kind == "corpus_create", applied_by=job.id
+    )
+    longest = max((len(d.text) for d in docs), default=0)
+    outcome = store.register_corpus_for_job(job.id, WORKER_ID, num_documents=count, max_document_chars=longest)
+    if outcome == "lease_lost":
+        raise LeaseLost(job.id)
+    if outcome == "deleted":
         remove_corpus(settings.data_dir, job.tenant, name)
         raise CorpusDeleted(f"corpus {name!r} was deleted while this job built it")
     return {"corpus": name, "added": len(docs), "num_documents": count}
@@ -251,6 +258,8 @@ def _corpus_job(job, settings, store) -> dict:
 def _delete_corpus_job(job, settings, store) -> dict:
     from faithaudit.retrieval.corpus import remove_corpus
 
+    if not store.heartbeat_job(job.id, WORKER_ID, lease_seconds=settings.lease_seconds):
+        raise LeaseLost(job.id)  # a stalled worker whose job was taken over must not delete a newer corpus
     removed = remove_corpus(settings.data_dir, job.tenant, job.payload["corpus"])
     return {"corpus": job.payload["corpus"], "files_removed": removed}
 
@@ -279,12 +288,6 @@ def _gate_job(job, settings, store) -> dict:
     )
     telemetry.GATE_RESULTS.labels(suite=job.payload.get("suite") or "", result=verdict.status).inc()
     return verdict.model_dump(mode="json")
-
-
-def _job_failed(job, store, *, error: str) -> None:
-    """A corpus whose first build (or rebuild) failed for good is ``failed`` with the reason; it can be rebuilt."""
-    if job.kind == "corpus_create":
-        store.mark_corpus_failed(job.tenant, job.payload["corpus"], error=error)
 
 
 _JOBS = {

@@ -94,8 +94,8 @@ def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: 
     """A submit's blocking work before the answer, in one trip to the thread pool: validate fully, plan its cost,
     then store it in one transaction that checks the tenant's quotas (429)."""
     audit_request = parse_audit_request(body, settings)
-    check_corpus(audit_request, store, tenant)
-    cost = planned(audit_request, settings)
+    corpus = check_corpus(audit_request, store, tenant)
+    cost = planned(audit_request, settings, corpus)
     row, created = store.create_audit(
         tenant=tenant,
         request=audit_request.model_dump(mode="json", exclude_unset=True),

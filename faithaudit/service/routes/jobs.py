@@ -23,7 +23,7 @@ from faithaudit.api_schemas import (
 from faithaudit.api_schemas.edge import printable
 from faithaudit.api_schemas.request import CORPUS_NAME_PATTERN
 from faithaudit.api_schemas.service import JobLinks, PlannedCost
-from faithaudit.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError
+from faithaudit.errors import FieldError, InvalidRequestError, NotFoundError
 from faithaudit.service.deps import CurrentTenant, EnqueuerDep, SettingsDep, StoreDep
 from faithaudit.service.validation import load_json, parse_body
 from faithaudit.store import JobRow
@@ -113,14 +113,9 @@ async def add_corpus_documents(
     corpus = await run_in_threadpool(store.get_corpus, tenant, name) if _is_corpus_name(name) else None
     if corpus is None:
         raise NotFoundError(f"no corpus {printable(name)!r}")
-    if corpus.status != "ready":
-        why = "is still being built" if corpus.status == "pending" else f"failed to build ({corpus.error})"
-        raise ConflictError(f"corpus {name!r} {why}; documents can be added once it is ready")
     body = parse_body(CorpusDocumentsIn, await request.body(), "documents")
     payload = {"corpus": name, "documents": [d.model_dump(mode="json") for d in body.documents]}
-    row = await run_in_threadpool(
-        lambda: store.create_job(tenant=tenant, kind="corpus_add", payload=payload, subject=name)
-    )
+    row = await run_in_threadpool(store.add_corpus_job, tenant, name, payload)  # 409 unless ready and idle
     return _accepted(row, background, store, enqueuer, path="/v1/jobs")
 
 
@@ -179,11 +174,12 @@ def _store_gate(raw: bytes, *, tenant: str, settings, store) -> tuple[JobRow, Pl
 
     suite = parse_suite_data(load_json(raw))
     cases = resolve_cases(suite, base_dir=None)
+    costs = []
     for case in cases:
         prefix = f"cases[{case.index}].request."
         try:
             check_served(case.request, settings)
-            check_corpus(case.request, store, tenant)
+            costs.append(planned(case.request, settings, check_corpus(case.request, store, tenant)))
         except InvalidRequestError as exc:
             fields = [FieldError(prefix + f.path, f.msg) for f in exc.fields]
             raise InvalidRequestError(f"case {case.name!r}: {exc.message}", fields=fields) from None
@@ -191,7 +187,6 @@ def _store_gate(raw: bytes, *, tenant: str, settings, store) -> tuple[JobRow, Pl
         "suite": suite.name,
         "cases": [{"name": c.name, "request": c.request.model_dump(mode="json", exclude_unset=True)} for c in cases],
     }
-    costs = [planned(c.request, settings) for c in cases]
     cost = PlannedCost(
         forward_passes=sum(c.forward_passes for c in costs),
         tokens=sum(c.tokens for c in costs),
