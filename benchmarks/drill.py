@@ -231,9 +231,9 @@ class Drill:
     def restart_broker(self) -> None:
         self.redis.stop()  # SIGKILL: the messages in memory are gone
         time.sleep(self.rng.uniform(0.5, 2.0))
+        at, since = time.monotonic(), datetime.now(UTC)  # before it answers: a reaper may re-send at once
         self.redis.start()
-        queued = {i: t for i, t in self.queued().items()}
-        self.recoveries.append(Recovery("broker_restart", time.monotonic(), datetime.now(UTC), queued))
+        self.recoveries.append(Recovery("broker_restart", at, since, self.queued()))
 
     # -- the store, read directly ----------------------------------------------------------------------------
 

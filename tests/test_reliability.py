@@ -169,8 +169,8 @@ def test_lost_broker_messages_are_resent_within_two_leases(tmp_path):
             time.sleep(1)  # enqueued; no worker runs, so the messages sit in Redis
             subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False, timeout=10)
             time.sleep(0.5)
+            restarted = datetime.now(UTC)  # before it answers: the reaper may re-send before start_redis returns
             redis = start_redis(port)  # empty, with a new run_id
-            restarted = datetime.now(UTC)
             by_restart = _resent_within(store, ids, restarted, timeout=LEASE + 3 * REAPER + 5)
             assert by_restart <= LEASE + REAPER + 1, by_restart
             api.stop()
