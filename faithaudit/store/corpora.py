@@ -77,17 +77,6 @@ class CorporaStore(JobsStore, StoreBase):
         except IntegrityError:  # a concurrent create of the same name won the insert
             raise ConflictError(f"corpus {name!r} already exists") from None
 
-    def create_corpus(self, tenant: str, name: str, *, now: datetime | None = None) -> CorpusRow:
-        """Register a new pending corpus without a job (the CLI builds it in process)."""
-        now = now or _utcnow()
-        values = {"tenant": tenant, "name": name, "status": "pending", "num_documents": 0}
-        try:
-            with self._write() as conn:
-                conn.execute(corpora.insert().values(**values, created_at=now, updated_at=now))
-        except IntegrityError:
-            raise ConflictError(f"corpus {name!r} already exists") from None
-        return CorpusRow(**values, created_at=now, updated_at=now)
-
     def add_corpus_job(self, tenant: str, name: str, payload: dict, *, now: datetime | None = None) -> JobRow:
         """Queue documents for a ready corpus that no job is working on (NotFoundError, ConflictError), in one
         transaction with those checks."""
@@ -142,10 +131,6 @@ class CorporaStore(JobsStore, StoreBase):
                         updated_at=now,
                     )
                 )  # fmt: skip
-
-    def drop_corpus(self, tenant: str, name: str) -> None:
-        with self._write() as conn:
-            conn.execute(corpora.delete().where(corpora.c.tenant == tenant, corpora.c.name == name))
 
     def get_corpus(self, tenant: str, name: str) -> CorpusRow | None:
         query = sa.select(corpora).where(corpora.c.tenant == tenant, corpora.c.name == name)
