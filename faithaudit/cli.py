@@ -313,6 +313,7 @@ def print_report(report, *, console: Console) -> None:
             console.print(f"  {s.id}: {s.label} — {s.label_reason}", highlight=False)
     _print_answers(console, report)
     _print_stability(console, report)
+    _print_mechanism(console, report)
     if report.agent is not None:
         _print_agent(console, report)
     for line in report.limitations:
@@ -364,6 +365,22 @@ def _print_stability(console, report) -> None:
             f"  {r.id}: {r.attention_top1_rate:.0%} / {r.reliance_top1_rate:.0%} / {r.label_agreement:.0%}{mark}",
             highlight=False,
         )
+
+
+def _print_mechanism(console, report) -> None:
+    for m in report.mechanism or []:
+        head = (
+            f"mechanism {m.source} ({m.corruption.replace('_', ' ')}): log p clean {m.clean_logprob:.2f}, corrupted "
+            f"{m.corrupted_logprob:.2f}, without it {_fmt(m.loo_logprob, '.2f')} nats · {m.forward_passes} passes"
+        )
+        console.print(head, highlight=False)
+        console.print(f"  {m.reading or m.skipped_reason}", highlight=False)
+        if m.all_attention_after_restore is not None:
+            console.print(
+                f"  self-checks: all attention after restored {m.all_attention_after_restore:.3f} (1 expected), "
+                f"unchanged run {m.unchanged_run_delta_nats:+.5f} nats (0 expected)",
+                highlight=False,
+            )
 
 
 def _print_retrieval(console, report) -> None:

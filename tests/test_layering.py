@@ -27,6 +27,8 @@ TOKEN_COUNTING = tuple(
         "source_limits",
         "placebos",
         "estimate",
+        "mechanism.budget",  # the mechanism method's checks at submit (torch-free)
+        "mechanism.architectures",
     )
 )
 

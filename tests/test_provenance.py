@@ -46,3 +46,30 @@ def test_probe_shares_equal_eager_attentions(model):
     np.testing.assert_allclose(base.attention.by_layer, np.array(by_layer), atol=1e-5)
     assert abs(base.attention.share.sum() - 1) < 1e-9
     assert hf.config._attn_implementation == previous
+
+
+def test_probe_per_head_attention_equals_eager(model):
+    """The mechanism audit's per-head attention to a source (``AttentionProbe.per_head``) against eager attention."""
+    from faithaudit.audits.provenance import AttentionProbe
+
+    req = make_request([FILLER_DOCS[0], FICTIONAL_DOC], FICTIONAL_QUERY, FICTIONAL_RESPONSE)
+    layout = build_layout(req, model)
+    prompt = layout.build()
+    response_ids = model.encode(FICTIONAL_RESPONSE)
+    first = len(prompt.ids) - 1
+    probe = AttentionProbe(
+        query_positions=(first, first + len(response_ids) - 1), spans=[prompt.spans[1]], num_layers=model.num_layers
+    )
+    model.score(prompt.ids, response_ids, probe=probe)
+    hf = model.model
+    previous = hf.config._attn_implementation
+    hf.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            out = hf(input_ids=torch.tensor([list(prompt.ids) + response_ids]), output_attentions=True, use_cache=False)
+    finally:
+        hf.set_attn_implementation(previous)
+    a, b = prompt.spans[1]
+    for layer in (0, 17, model.num_layers - 1):
+        eager = out.attentions[layer][0, :, first : first + len(response_ids), a:b].double().sum(-1).mean(-1)
+        np.testing.assert_allclose(probe.per_head[layer][:, 0].numpy(), eager.numpy(), atol=1e-5)

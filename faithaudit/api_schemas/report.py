@@ -333,6 +333,79 @@ class TokenScore(_Out):
     )
 
 
+class MechanismLayer(_Out):
+    """Recovered fractions of (clean - corrupted) log p(response) when one layer's activation is restored."""
+
+    layer: int
+    restore_source_residual: float = Field(description="The residual stream entering this layer, at the source.")
+    restore_attention_at_source: float
+    restore_mlp_at_source: float
+    restore_attention_after: float = Field(description="The attention output at every position after the source.")
+    restore_mlp_after: float
+
+
+class MechanismHead(_Out):
+    layer: int
+    head: int
+    restore: float = Field(description="Recovered fraction when only this head's output after the source is restored.")
+    ablation_drop_nats: float = Field(
+        description="Clean log p(response) minus log p with this head's output zeroed after the source, nats."
+    )
+    attention_to_source: float = Field(description="Share of this head's attention (response rows) on the source.")
+
+
+class RouterLayer(_Out):
+    layer: int
+    changed_share: float = Field(description="Response tokens whose chosen experts change without the source.")
+    total_variation: float = Field(description="Mean total-variation distance of the router distributions.")
+
+
+class ExpertAblation(_Out):
+    layer: int
+    expert: int
+    drop_nats: float = Field(description="log p(response) lost when this expert's output is zeroed there.")
+
+
+class RouterReport(_Out):
+    """Mixture-of-experts models: how removing the source changes routing at the response positions."""
+
+    layers: list[RouterLayer]
+    expert_ablations: list[ExpertAblation]
+
+
+class MechanismSource(_Out):
+    """Where one relied-on source's effect flows through the network (activation patching on the fixed response)."""
+
+    source: str
+    corruption: Literal["token_swap", "noise"]
+    seed: int
+    clean_logprob: float
+    corrupted_logprob: float
+    loo_logprob: float | None = Field(description="log p(response) with the source removed, for comparison, nats.")
+    skipped_reason: str | None = None
+    layers: list[MechanismLayer] = Field(default_factory=list)
+    readout_layers: list[int | None] = Field(
+        default_factory=list,
+        description="[first layer where the span trace falls below 0.5, first where it falls below 0.1].",
+    )
+    attention_share_of_effect: float | None = Field(
+        None, description="Attention's part of the summed single-layer recoveries after the source."
+    )
+    all_attention_after_restore: float | None = Field(
+        None, description="Self-check: every layer's attention output restored after the source (should be ~1)."
+    )
+    unchanged_run_delta_nats: float | None = Field(
+        None, description="Self-check: a clean run patched with its own activations minus the clean run (~0)."
+    )
+    heads: list[MechanismHead] = Field(default_factory=list)
+    causal_not_attending_heads: list[list[int]] = Field(default_factory=list)
+    attending_not_causal_heads: list[list[int]] = Field(default_factory=list)
+    head_thresholds: dict[str, float] = Field(default_factory=dict)
+    router: RouterReport | None = Field(None, description="Mixture-of-experts models only; null for dense ones.")
+    reading: str = ""
+    forward_passes: int = 0
+
+
 class AuditReport(_Out):
     schema_version: Literal["1", "2"] = "2"
     query: str
@@ -358,6 +431,9 @@ class AuditReport(_Out):
     )
     token_scores: list[TokenScore] | None = Field(
         None, description="Per response token (first 1024): full-context, no-context and leave-one-out log-probs."
+    )
+    mechanism: list[MechanismSource] | None = Field(
+        None, description="audit.methods mechanism: per traced source, the layer curves, heads and routers."
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="The request's metadata, as sent.")
     tags: list[str] = Field(default_factory=list, description="The request's tags.")

@@ -18,6 +18,7 @@ Method = Literal[
     "tool_unavailable",
     "tool_counterfactual",
     "policy_replay",
+    "mechanism",
 ]
 DEFAULT_METHODS: tuple[Method, ...] = ("attention", "leave_one_out", "context_ablation", "no_context")
 AGENT_METHODS: tuple[Method, ...] = ("tool_unavailable", "tool_counterfactual", "policy_replay")
@@ -201,6 +202,37 @@ class AuditOptions(_Strict):
         description="Stability (opt-in): paraphrases of the query, each audited like a sampled response with the "
         "audited response kept.",
     )
+    mechanism_top_k: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="mechanism (opt-in): trace this many sources, most relied on first (leave-one-out).",
+    )
+    mechanism_sources: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="mechanism: trace these source ids instead of the top mechanism_top_k by reliance.",
+    )
+    mechanism_corruption: Literal["token_swap", "noise"] = Field(
+        default="token_swap",
+        description="How mechanism corrupts a source: token_swap puts a length-matched neutral placebo's tokens in "
+        "its place (on-distribution); noise adds Gaussian noise of 3 embedding SDs to its embeddings (seeded), as "
+        "causal tracing does.",
+    )
+    mechanism_head_layers: int = Field(
+        default=4,
+        ge=0,
+        le=64,
+        description="mechanism: patch and zero-ablate every head at this many layers (those whose attention "
+        "output after the source recovers most).",
+    )
+    mechanism_max_passes: int = Field(
+        default=500,
+        ge=10,
+        le=10_000,
+        description="mechanism: the most forward passes one traced source may take; a model that needs more is "
+        "refused before any pass (about 5 x layers + 2 x heads x head layers).",
+    )
     labels: LabelThresholds = Field(default_factory=LabelThresholds)
 
     @field_validator("methods")
@@ -212,6 +244,12 @@ class AuditOptions(_Strict):
     def _enough_ablations(self) -> AuditOptions:
         if "context_ablation" in self.methods and self.num_ablations is not None and self.num_ablations < 4:
             raise ValueError("num_ablations must be >= 4 when context_ablation is requested")
+        if "mechanism" in self.methods and not self.mechanism_sources and "leave_one_out" not in self.methods:
+            raise PathValueError(
+                ("methods",),
+                "mechanism picks its sources by leave-one-out reliance: add leave_one_out, or name "
+                "the sources in mechanism_sources",
+            )
         return self
 
 

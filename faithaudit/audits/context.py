@@ -153,3 +153,4 @@ class Findings:
     counterfactual_outputs: dict[int, Counterfactual] = field(default_factory=dict)
     policy: dict[int, PolicyFinding] = field(default_factory=dict)
     variants: tuple[Variant, ...] = ()  # stability: sampled responses and query paraphrases
+    mechanism: tuple = ()  # stages.mechanism.MechanismFinding per traced source

@@ -36,6 +36,7 @@ class AttentionProbe:
     spans: Sequence[tuple[int, int]]  # [start, end) per source
     num_layers: int
     per_layer: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [sources] float64
+    per_head: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [heads, sources] float64
 
     def indicator(self, key_len: int, device: torch.device) -> torch.Tensor:
         """[key_len, sources] 0/1 matrix: which key positions belong to which source."""
@@ -94,10 +95,16 @@ def probe_attention_forward(
     from faithaudit.audits.model import split_attention
 
     probe = _ACTIVE_PROBE.get()
+    softcap = kwargs.get("softcap")
     if probe is not None:
-        _record(probe, module, query, key, attention_mask, scaling)
-    elif split_attention.applies(module, query, key):
+        _record(probe, module, query, key, attention_mask, scaling, softcap)
+    elif softcap is None and split_attention.applies(module, query, key):
         return split_attention.prefix_split_forward(query, key, value, scaling), None
+    if softcap is not None:  # Gemma 2's logit soft-capping: SDPA has none, the model's own eager kernel does
+        import sys
+
+        eager = sys.modules[type(module).__module__].eager_attention_forward
+        return eager(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
@@ -108,6 +115,7 @@ def _record(
     key: torch.Tensor,
     attention_mask: torch.Tensor | None,
     scaling: float | None,
+    softcap: float | None = None,
 ) -> None:
     import torch
 
@@ -121,6 +129,8 @@ def _record(
     keys = key.repeat_interleave(groups, dim=1) if groups > 1 else key  # [batch, heads, k_len, head_dim]
     scale = scaling if scaling is not None else head_dim**-0.5
     scores = torch.matmul(q_rows.float(), keys.float().transpose(-1, -2)) * scale  # [batch, heads, R, k_len]
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     if attention_mask is not None and attention_mask.dim() == 4:
         rows_mask = attention_mask[:, :, rows - offset, :k_len]
         if rows_mask.dtype == torch.bool:
@@ -134,6 +144,7 @@ def _record(
     per_source = probs @ probe.indicator(k_len, probs.device)  # [batch, heads, R, sources]
     layer = int(getattr(module, "layer_idx", len(probe.per_layer)))
     probe.per_layer[layer] = per_source.mean(dim=(0, 1, 2)).double().cpu()
+    probe.per_head[layer] = per_source.mean(dim=(0, 2)).double().cpu()  # mechanism audits read heads
 
 
 def register_probe_attention() -> str:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from faithaudit.api_schemas import AuditReport, AuditRequest, MethodCost, RagPipeline
 from faithaudit.audits.context import Findings, StageContext, ToolFactory
+from faithaudit.audits.mechanism.budget import check_mechanism
 from faithaudit.audits.meter import Meter, Progress, ProgressTracker
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.placebos import check_placebos_fit
@@ -51,6 +52,7 @@ def run_audit(
     check_fits(len(layout.build().ids), budget, model)  # the prompt alone first: its own field error
     check_placebos_fit(layout, request, model, budget)
     check_paraphrases_fit(request, model, budget)
+    check_mechanism(request, [s.id for s in layout.sources], getattr(model, "shape", None))
     meter = Meter(model)
     tracker = ProgressTracker(plan.total_passes, progress)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from faithaudit.api_schemas import AuditReport, LabelThresholds, SourceReport, TokenScore
 from faithaudit.pages.charts import LABEL_COLOURS, NO_LABEL, scatter
 from faithaudit.pages.env import render
+from faithaudit.pages.mechanism_charts import mechanism_charts
 from faithaudit.pages.verdict import RELIED, verdict
 
 GAIN_CAP_NATS = 5.0  # a token's colour saturates at +-5 nats of context gain: one legend for every token
@@ -88,4 +89,5 @@ def render_report_html(
         stages=stages,
         metadata_items=_metadata_items(report),
         regenerated=[src for src in report.sources if src.answer_without is not None],
+        mech_charts=mechanism_charts(report.mechanism),
     )

@@ -13,7 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from faithaudit.api_schemas import AuditRequest, PlannedCost
-from faithaudit.audits.estimate import estimate_cost
+from faithaudit.audits.estimate import ApproxCounter, estimate_cost
+from faithaudit.audits.mechanism.budget import ModelShape, check_mechanism
 from faithaudit.audits.model.adapter import ChatPromptMixin
 from faithaudit.audits.model.chat import plain_chat
 from faithaudit.audits.model.registry import materialized_folder
@@ -30,6 +31,7 @@ class TokenizerOnly(ChatPromptMixin):
     context_window: int
     tokenizer: object
     template: object | None
+    shape: ModelShape | None = None  # layers, heads, architecture: the mechanism method's checks
 
     def render_chat(self, messages, *, add_generation_prompt: bool) -> str:
         if self.template is None:
@@ -64,6 +66,7 @@ def _load(name: str, folder: Path) -> TokenizerOnly:
         context_window=int(config.get("max_position_embeddings", 2048)),
         tokenizer=Tokenizer.from_file(str(folder / "tokenizer.json")),
         template=env.from_string(template_text) if template_text else None,
+        shape=ModelShape.of_config(config),
     )
 
 
@@ -77,6 +80,9 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
     """Raise ``InvalidRequestError`` (pipeline.documents) when over the window; False when it could not check."""
     counter = counter_for(model_name, cache_dir)
     if counter is None:
+        if "mechanism" in request.audit.methods:  # source ids can be checked with any tokenizer
+            layout, _, _ = request_layout(request, ApproxCounter())
+            check_mechanism(request, [s.id for s in layout.sources], None)
         return False
     from jinja2 import TemplateError
 
@@ -85,6 +91,7 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
         check_fits(len(layout.build().ids), response_len, counter)
         check_placebos_fit(layout, request, counter, response_len)
         check_paraphrases_fit(request, counter, response_len)
+        check_mechanism(request, [s.id for s in layout.sources], counter.shape)
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
     return True

@@ -62,6 +62,18 @@ class HFModelAdapter(ChatPromptMixin):
         )
         return cls(model=model, tokenizer=tokenizer, name=name or str(path), revision=revision)
 
+    @property
+    def torch_module(self) -> torch.nn.Module:
+        """The loaded network, for stages that hook it (``audits.mechanism``)."""
+        return self.model
+
+    @property
+    def shape(self):
+        """Architecture, layers, heads and experts (``audits.mechanism.budget.ModelShape``)."""
+        from faithaudit.audits.mechanism.budget import ModelShape
+
+        return ModelShape.of_config(self.model.config)
+
     # -- text ---------------------------------------------------------------------------------------------
     def render_chat(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str:
         if not getattr(self.tokenizer, "chat_template", None):

@@ -7,6 +7,16 @@ ablation      context_ablation: random keep-masks and the linear surrogate
 flips         answer_flip: regenerate without the most relied-on sources
 stability     sampled responses and query paraphrases, each with attention and leave-one-out (opt-in)
 tools         tool_unavailable, tool_counterfactual, policy_replay (agent traces)
+mechanism     where a relied-on source's effect flows: span trace, attention vs MLP, heads, routers (opt-in)
 """
 
-from faithaudit.audits.stages import ablation, attention, controls, flips, removal, stability, tools  # noqa: F401
+from faithaudit.audits.stages import (  # noqa: F401
+    ablation,
+    attention,
+    controls,
+    flips,
+    mechanism,
+    removal,
+    stability,
+    tools,
+)
