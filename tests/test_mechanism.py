@@ -79,6 +79,19 @@ def test_the_section_reads_in_the_cli_and_draws_in_the_html(demo_report):
     assert "mechanism d2 (token swap)" in text and demo_report.mechanism[0].reading in text
     page = render_report_html(demo_report)
     assert 'id="mechanism"' in page and page.count('class="curve ') == 5 and page.count('<circle class="head') == 36
+    assert not demo_report.mechanism[0].self_check_failures
+    skipped = demo_report.mechanism[0].model_copy(
+        update={
+            "source": "d3",
+            "layers": [],
+            "heads": [],
+            "readout_layers": [],
+            "skipped_reason": "moves 0.2 nats",
+            "reading": "",
+        }
+    )
+    page = render_report_html(demo_report.model_copy(update={"mechanism": [demo_report.mechanism[0], skipped]}))
+    assert "moves 0.2 nats" in page and page.count('class="curve ') == 5  # a skipped source draws no chart
 
 
 BAD = [
@@ -88,6 +101,7 @@ BAD = [
     ({"methods": ["leave_one_out", "mechanism"], "mechanism_head_layers": 31}, "audit.mechanism_head_layers"),
     ({"methods": ["leave_one_out", "mechanism"], "mechanism_max_passes": 100}, "audit.mechanism_max_passes"),
     ({"methods": ["leave_one_out", "mechanism"], "mechanism_corruption": "blur"}, "audit.mechanism_corruption"),
+    ({"methods": ["mechanism"], "mechanism_sources": ["d2", "d2"]}, "audit.mechanism_sources[1]"),
 ]
 
 
@@ -111,6 +125,19 @@ def test_an_architecture_without_hooks_is_refused_naming_it():
     with pytest.raises(InvalidRequestError, match="'gpt_bigcode'"):
         check_mechanism(request, ["d1", "d2", "d3", "d4"], ModelShape("gpt_bigcode", 12, 12))
     check_mechanism(request, ["d1", "d2", "d3", "d4"], ModelShape("llama", 30, 9))  # SmolLM2 fits the budget
+    with pytest.raises(InvalidRequestError, match="sliding attention window") as err:
+        check_mechanism(request, ["d1"], ModelShape("gemma2", 26, 8, sliding_window=4096), sequence_tokens=5000)
+    assert err.value.fields[0].path == "audit.methods"
+    check_mechanism(request, ["d1"], ModelShape("gemma2", 26, 8, sliding_window=4096), sequence_tokens=300)
+    top2 = AuditRequest.model_validate(DEMO_MECHANISM | {"audit": DEMO_MECHANISM["audit"] | {"mechanism_top_k": 2}})
+    with pytest.raises(InvalidRequestError) as err:
+        check_mechanism(top2, ["d1"], None)
+    assert err.value.fields[0].path == "audit.mechanism_top_k"
+    assert ModelShape.of_config({"model_type": "gemma2", "layer_types": ["sliding_attention"], "sliding_window": 9})
+    assert (
+        ModelShape.of_config({"model_type": "qwen2", "sliding_window": 9, "use_sliding_window": False}).sliding_window
+        is None
+    )
 
 
 def test_readout_functions():

@@ -27,7 +27,7 @@ EXTRA = {
 PREFIX, SOURCE, REST, RESPONSE = 8, 8, 18, 6
 
 
-def tiny(model_type: str):
+def tiny(model_type: str, **overrides):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from faithaudit.audits.provenance import register_probe_attention
@@ -36,16 +36,19 @@ def tiny(model_type: str):
     config = AutoConfig.for_model(
         model_type, vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.3,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, **EXTRA.get(model_type, {}),
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, **(EXTRA.get(model_type, {}) | overrides),
     )  # fmt: skip
     return AutoModelForCausalLM.from_config(config, attn_implementation=register_probe_attention()).eval()
 
 
-@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
-def test_hooks_pass_the_self_checks_on_a_tiny_model(model_type):
+CASES = [(m, {}) for m in sorted(ARCHITECTURES)] + [("qwen2_moe", {"mlp_only_layers": [1]})]  # a dense layer too
+
+
+@pytest.mark.parametrize(("model_type", "overrides"), CASES, ids=[m + ("-mixed" if o else "") for m, o in CASES])
+def test_hooks_pass_the_self_checks_on_a_tiny_model(model_type, overrides):
     from faithaudit.audits.mechanism.architectures import arch_for
 
-    model = tiny(model_type)
+    model = tiny(model_type, **overrides)
     ids = [int(t) for t in np.random.default_rng(0).integers(3, 64, PREFIX + SOURCE + REST)]
     with torch.no_grad():
         out = model.generate(torch.tensor([ids]), max_new_tokens=RESPONSE, do_sample=False, pad_token_id=0)
@@ -77,7 +80,12 @@ def test_hooks_pass_the_self_checks_on_a_tiny_model(model_type):
     moe = ARCHITECTURES[model_type].router is not None
     assert (t.router is not None) == moe
     if moe:
-        assert len(t.router.changed_share) == 4 and all(0 <= c <= 1 for c in t.router.changed_share)
+        assert t.router.layers == ([0, 2, 3] if overrides else [0, 1, 2, 3]) and all(
+            0 <= c <= 1 for c in t.router.changed_share
+        )
+        assert all(
+            abs(sum(s) - 1) < 1e-5 and len(s) == 4 for s in t.router.expert_share + t.router.expert_share_without
+        )
         assert t.router.expert_drops and all(0 <= e < 4 for _, e, _ in t.router.expert_drops)
 
 

@@ -356,6 +356,10 @@ class MechanismHead(_Out):
 
 class RouterLayer(_Out):
     layer: int
+    expert_share: list[float] = Field(
+        default_factory=list, description="Each expert's share of the top-k choices at the response positions."
+    )
+    expert_share_without: list[float] = Field(default_factory=list, description="The same without the source.")
     changed_share: float = Field(description="Response tokens whose chosen experts change without the source.")
     total_variation: float = Field(description="Mean total-variation distance of the router distributions.")
 
@@ -396,6 +400,11 @@ class MechanismSource(_Out):
     )
     unchanged_run_delta_nats: float | None = Field(
         None, description="Self-check: a clean run patched with its own activations minus the clean run (~0)."
+    )
+    self_check_failures: list[str] = Field(
+        default_factory=list,
+        description="Self-checks that did not hold (span >= 0.95 at layer 0 and <= 0.05 at the last, all attention "
+        "after ~1, unchanged run ~0): the hooks or the model need a look before the figures are read.",
     )
     heads: list[MechanismHead] = Field(default_factory=list)
     causal_not_attending_heads: list[list[int]] = Field(default_factory=list)

@@ -244,6 +244,9 @@ class AuditOptions(_Strict):
     def _enough_ablations(self) -> AuditOptions:
         if "context_ablation" in self.methods and self.num_ablations is not None and self.num_ablations < 4:
             raise ValueError("num_ablations must be >= 4 when context_ablation is requested")
+        for k, source in enumerate(self.mechanism_sources):
+            if source in self.mechanism_sources[:k]:
+                raise PathValueError(("mechanism_sources", k), f"{source!r} is listed twice")
         if "mechanism" in self.methods and not self.mechanism_sources and "leave_one_out" not in self.methods:
             raise PathValueError(
                 ("methods",),

@@ -31,7 +31,7 @@ from faithaudit.audits.retrieval_sensitivity import Retrieved, retrieval_sensiti
 from faithaudit.audits.scoring import score_full_context
 from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.audits.stages.flips import generate_text
-from faithaudit.errors import FaithauditError
+from faithaudit.errors import FaithauditError, InvalidRequestError
 
 
 def run_audit(
@@ -52,7 +52,7 @@ def run_audit(
     check_fits(len(layout.build().ids), budget, model)  # the prompt alone first: its own field error
     check_placebos_fit(layout, request, model, budget)
     check_paraphrases_fit(request, model, budget)
-    check_mechanism(request, [s.id for s in layout.sources], getattr(model, "shape", None))
+    _check_mechanism(request, layout, model, budget)
     meter = Meter(model)
     tracker = ProgressTracker(plan.total_passes, progress)
 
@@ -77,6 +77,19 @@ def run_audit(
     )  # fmt: skip
     tracker.finish()
     return report
+
+
+def _check_mechanism(request: AuditRequest, layout: SourceLayout, model: ModelAdapter, budget: int) -> None:
+    """The mechanism method's field errors, before any pass; a model it cannot hook is one of them."""
+    if "mechanism" not in request.audit.methods:
+        return
+    shape = getattr(model, "shape", None)  # HFModelAdapter has it; a scripted or remote adapter does not
+    if shape is None:
+        raise InvalidRequestError.for_field(
+            "audit.methods", f"mechanism needs a Hugging Face model; {model.name} is not"
+        )
+    tokens = len(layout.build().ids) + budget
+    check_mechanism(request, [s.id for s in layout.sources], shape, sequence_tokens=tokens)
 
 
 def _response(

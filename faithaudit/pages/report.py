@@ -89,5 +89,5 @@ def render_report_html(
         stages=stages,
         metadata_items=_metadata_items(report),
         regenerated=[src for src in report.sources if src.answer_without is not None],
-        mech_charts=mechanism_charts(report.mechanism),
+        mech_charts={c.source: c for c in mechanism_charts(report.mechanism)},
     )

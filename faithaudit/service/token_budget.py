@@ -91,7 +91,8 @@ def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path
         check_fits(len(layout.build().ids), response_len, counter)
         check_placebos_fit(layout, request, counter, response_len)
         check_paraphrases_fit(request, counter, response_len)
-        check_mechanism(request, [s.id for s in layout.sources], counter.shape)
+        tokens = len(layout.build().ids) + response_len
+        check_mechanism(request, [s.id for s in layout.sources], counter.shape, sequence_tokens=tokens)
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
     return True

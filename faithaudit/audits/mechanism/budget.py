@@ -23,17 +23,22 @@ class ModelShape:
     num_layers: int
     num_heads: int
     num_experts: int = 0  # 0: dense
+    sliding_window: int | None = None  # some layers attend to the last W tokens only (Gemma 2/3, Mistral v0.1)
 
     @classmethod
     def of_config(cls, config) -> ModelShape:
         """From a transformers config object or its ``config.json`` as a dict."""
         get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
         experts = get("num_local_experts") or get("num_experts") or 0
+        layer_types = get("layer_types") or []
+        window = get("sliding_window")
+        sliding = "sliding_attention" in layer_types if layer_types else get("use_sliding_window") is not False
         return cls(
             model_type=str(get("model_type", "")),
             num_layers=int(get("num_hidden_layers", 0)),
             num_heads=int(get("num_attention_heads", 0)),
             num_experts=int(experts),
+            sliding_window=int(window) if window and sliding else None,
         )
 
 
@@ -45,13 +50,20 @@ def passes_per_source(shape: ModelShape, head_layers: int, *, loo_measured: bool
     return passes
 
 
-def check_mechanism(request: AuditRequest, source_ids: list[str], shape: ModelShape | None) -> None:
-    """Field errors for a mechanism request that cannot run: unknown source ids, head layers over the model's
-    layer count, an architecture without hooks, or a pass budget one traced source exceeds. ``shape`` None (the
+def check_mechanism(
+    request: AuditRequest, source_ids: list[str], shape: ModelShape | None, *, sequence_tokens: int | None = None
+) -> None:
+    """Field errors for a mechanism request that cannot run: unknown source ids, more sources asked for than there
+    are, head layers over the model's layer count, an architecture without hooks, a pass budget one traced source
+    exceeds, or a prompt + response past a sliding attention window (``sequence_tokens``). ``shape`` None (the
     API before any worker cached the model): the model-dependent checks wait for the worker."""
     options = request.audit
     if "mechanism" not in options.methods:
         return
+    if not options.mechanism_sources and options.mechanism_top_k > len(source_ids):
+        raise InvalidRequestError.for_field(
+            "audit.mechanism_top_k", f"this request has {len(source_ids)} sources; at most that many"
+        )
     for k, source in enumerate(options.mechanism_sources):
         if source not in source_ids:
             raise InvalidRequestError.for_field(
@@ -65,6 +77,13 @@ def check_mechanism(request: AuditRequest, source_ids: list[str], shape: ModelSh
     if options.mechanism_head_layers > shape.num_layers:
         raise InvalidRequestError.for_field(
             "audit.mechanism_head_layers", f"the model has {shape.num_layers} layers; at most that many"
+        )
+    window = shape.sliding_window
+    if window is not None and sequence_tokens is not None and sequence_tokens >= window:
+        raise InvalidRequestError.for_field(
+            "audit.methods",
+            f"mechanism on this model needs prompt + response under its sliding attention window ({window} tokens); "
+            f"this one is {sequence_tokens}",
         )
     needed = passes_per_source(shape, options.mechanism_head_layers, loo_measured=False)
     if needed > options.mechanism_max_passes:

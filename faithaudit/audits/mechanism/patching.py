@@ -70,7 +70,7 @@ class Patcher:
         self.num_heads = int(cfg.num_attention_heads)
         out_proj = self.layers[0].get_submodule(self.spec.attention_out)
         self.head_dim = int(out_proj.in_features) // self.num_heads
-        self.has_router = self.spec.router is not None
+        self.has_router = any(self.router(k) is not None for k in range(self.num_layers))
 
     @property
     def prefix_len(self) -> int:
@@ -102,8 +102,7 @@ class Patcher:
             cache = DynamicCache(ddp_cache_data=kv, config=self.model.config)
         ids = torch.tensor([list(suffix_ids)], dtype=torch.long)
         with ExitStack() as stack:
-            for handle in self._hooks(edits, record, corrupted):
-                stack.callback(handle.remove)
+            self._hooks(stack, edits, record, corrupted)  # each handle is removed on exit, even mid-registration
             if probe is not None:
                 stack.enter_context(probing(probe))
             out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=self.response_len + 1)
@@ -114,10 +113,12 @@ class Patcher:
         return float(torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum())
 
     # -- hooks --------------------------------------------------------------------------------------------
-    def _hooks(self, edits: Sequence[Edit], record: Recording | None, corrupted: bool) -> list:
-        handles = []
+    def _hooks(self, stack: ExitStack, edits: Sequence[Edit], record: Recording | None, corrupted: bool) -> None:
+        def add(handle) -> None:
+            stack.callback(handle.remove)
+
         if corrupted and self.noise is not None:
-            handles.append(self.model.get_submodule(self.spec.embed).register_forward_hook(self._add_noise))
+            add(self.model.get_submodule(self.spec.embed).register_forward_hook(self._add_noise))
         by_site: dict[tuple[Site, int], list[Edit]] = {}
         for edit in edits:
             by_site.setdefault((edit.site, edit.layer), []).append(edit)
@@ -126,18 +127,27 @@ class Patcher:
             sites = {s: by_site.get((s, layer), []) for s in ("residual", "attention", "mlp", "head", "expert")}
             if sites["residual"] or record is not None:
                 hook = _residual_hook(sites["residual"], record, layer)
-                handles.append(block.register_forward_pre_hook(hook, with_kwargs=True))
+                add(block.register_forward_pre_hook(hook, with_kwargs=True))
             for site, name in (("attention", self.spec.attention), ("mlp", self.spec.mlp)):
                 if sites[site] or record is not None:
                     hook = _output_hook(sites[site], record.site(site) if record else None, layer)
-                    handles.append(block.get_submodule(name).register_forward_hook(hook))
+                    add(block.get_submodule(name).register_forward_hook(hook))
             if sites["head"] or record is not None:
                 hook = _head_hook(sites["head"], record, layer, self.head_dim)
-                handles.append(block.get_submodule(self.spec.attention_out).register_forward_pre_hook(hook))
-            if self.spec.router is not None and (sites["expert"] or record is not None):
-                hook = _router_hook(sites["expert"], record, layer)
-                handles.append(block.get_submodule(self.spec.router).register_forward_hook(hook))
-        return handles
+                add(block.get_submodule(self.spec.attention_out).register_forward_pre_hook(hook))
+            router = self.router(layer)
+            if router is not None and (sites["expert"] or record is not None):
+                add(router.register_forward_hook(_router_hook(sites["expert"], record, layer)))
+
+    def router(self, layer: int):
+        """The layer's MoE gate, or None (a dense model, or a dense layer of a MoE model such as Qwen2-MoE's
+        ``mlp_only_layers``)."""
+        if self.spec.router is None:
+            return None
+        try:
+            return self.layers[layer].get_submodule(self.spec.router)
+        except AttributeError:
+            return None
 
     def _add_noise(self, module, args, output):
         positions, delta = self.noise
@@ -211,7 +221,7 @@ def _router_hook(edits: Sequence[Edit], record: Recording | None, layer: int):
             return output
         weights = weights.clone()
         for edit in edits:
-            rows = torch.zeros(weights.shape[0], dtype=torch.bool)
+            rows = torch.zeros(weights.shape[0], dtype=torch.bool, device=weights.device)
             rows[edit.positions] = True
             weights[rows[:, None] & (index == edit.index)] = 0  # the expert's output, zeroed at those tokens
         return (logits, weights, index, *output[3:])
@@ -221,10 +231,12 @@ def _router_hook(edits: Sequence[Edit], record: Recording | None, layer: int):
 
 def embedding_noise(model: torch.nn.Module, spec: ArchSpec, length: int, *, seed: int, scale: float = 3.0):
     """Gaussian noise of ``scale`` embedding SDs for ``length`` positions, seeded (causal tracing's corruption)."""
-    weight = model.get_submodule(spec.embed).weight
-    sd = float(weight.detach().float().std())
+    embed = model.get_submodule(spec.embed)
     gen = torch.Generator().manual_seed(int(seed))
-    return torch.randn(length, weight.shape[1], generator=gen) * (scale * sd)
+    sample = torch.randint(0, embed.weight.shape[0], (4096,), generator=gen)
+    with torch.inference_mode():  # the module's output: Gemma scales its embeddings by sqrt(hidden) inside it
+        sd = float(embed(sample.to(embed.weight.device)).float().std())
+    return torch.randn(length, embed.weight.shape[1], generator=gen) * (scale * sd)
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:

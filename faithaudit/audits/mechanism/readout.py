@@ -85,6 +85,33 @@ def routing_change(clean_choice: np.ndarray, other_choice: np.ndarray) -> float:
     return float(1.0 - np.mean(same)) if same else 0.0
 
 
+def expert_share(choice: np.ndarray, experts: int) -> list[float]:
+    """Each expert's share of the top-k slots over the response tokens ([tokens, top_k] choices)."""
+    counts = np.bincount(np.asarray(choice).ravel(), minlength=experts)[:experts]
+    return [round(float(c), 6) for c in counts / max(counts.sum(), 1)]
+
+
+SELF_CHECKS = {  # what holds on any model when the hooks are right
+    "span_first_min": 0.95,
+    "span_last_max": 0.05,
+    "all_attention_after_tolerance": 0.02,
+    "unchanged_run_tolerance_nats": 1e-4,
+}
+
+
+def self_check_failures(span: Sequence[float], all_after: float, unchanged_delta: float) -> list[str]:
+    out = []
+    if span[0] < SELF_CHECKS["span_first_min"]:
+        out.append(f"restoring the source's residual at layer 0 recovers {span[0]:.2f} (< 0.95)")
+    if span[-1] > SELF_CHECKS["span_last_max"]:
+        out.append(f"restoring it at the last layer still recovers {span[-1]:.2f} (> 0.05)")
+    if abs(all_after - 1) > SELF_CHECKS["all_attention_after_tolerance"]:
+        out.append(f"restoring every attention output after the source recovers {all_after:.3f}, not 1")
+    if abs(unchanged_delta) > SELF_CHECKS["unchanged_run_tolerance_nats"]:
+        out.append(f"a clean run patched with its own activations moves by {unchanged_delta:+.2e} nats")
+    return out
+
+
 def total_variation(clean_logits: np.ndarray, other_logits: np.ndarray) -> float:
     """Mean over response tokens of the total-variation distance between the router distributions."""
     p, q = _softmax(clean_logits), _softmax(other_logits)

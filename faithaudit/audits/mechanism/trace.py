@@ -36,6 +36,9 @@ class Inputs:
 
 @dataclass(frozen=True)
 class RouterTrace:
+    layers: list[int]  # the layers with a router, in order
+    expert_share: list[list[float]]  # per layer: each expert's share of the top-k choices at the response positions
+    expert_share_without: list[list[float]]  # the same without the source
     changed_share: list[float]  # per layer: response tokens whose chosen experts change without the source
     total_variation: list[float]  # per layer: mean TV distance of the router distributions
     expert_drops: list[tuple[int, int, float]]  # (layer, expert, nats dropped when zeroed at response positions)
@@ -161,10 +164,14 @@ def _routers(patcher: Patcher, rec: Recording, loo_rec: Recording, inputs: Input
     rows = slice(len(inputs.clean_ids) - n - 1, len(inputs.clean_ids) - 1)
     loo_rows = slice(len(inputs.loo_ids) - n - 1, len(inputs.loo_ids) - 1)
     layers = sorted(rec.router_choice)
-    changed, tv = [], []
+    changed, tv, share, share_without = [], [], [], []
     for k in layers:
         clean_choice = rec.router_choice[k][rows].cpu().numpy()
-        changed.append(readout.routing_change(clean_choice, loo_rec.router_choice[k][loo_rows].cpu().numpy()))
+        loo_choice = loo_rec.router_choice[k][loo_rows].cpu().numpy()
+        experts = rec.router_logits[k].shape[-1]
+        share.append(readout.expert_share(clean_choice, experts))
+        share_without.append(readout.expert_share(loo_choice, experts))
+        changed.append(readout.routing_change(clean_choice, loo_choice))
         clean_logits = rec.router_logits[k][rows].double().cpu().numpy()
         tv.append(readout.total_variation(clean_logits, loo_rec.router_logits[k][loo_rows].double().cpu().numpy()))
     drops = []
@@ -175,4 +182,11 @@ def _routers(patcher: Patcher, rec: Recording, loo_rec: Recording, inputs: Input
         for expert in chosen:
             zeroed = patcher.run(inputs.clean_ids, [Edit("expert", layer, rows, None, index=expert)])
             drops.append((layer, expert, clean - zeroed))
-    return RouterTrace(changed_share=changed, total_variation=tv, expert_drops=drops)
+    return RouterTrace(
+        layers=layers,
+        expert_share=share,
+        expert_share_without=share_without,
+        changed_share=changed,
+        total_variation=tv,
+        expert_drops=drops,
+    )

@@ -10,7 +10,7 @@ from faithaudit.audits.prompt.layout import SourceLayout
 from faithaudit.audits.report.citations import cited_documents
 from faithaudit.audits.report.controls import build_controls, limitations
 from faithaudit.audits.report.gate import evaluate_gate
-from faithaudit.audits.report.mechanism import mechanism_report
+from faithaudit.audits.report.mechanism import mechanism_limitations, mechanism_report
 from faithaudit.audits.report.reading import agent_reading
 from faithaudit.audits.report.sources import source_reports
 from faithaudit.audits.report.stability import stability_report, unstable_labels
@@ -55,7 +55,7 @@ def build_report(
         mechanism=mechanism_report(layout, found),
         metadata=request.metadata,
         tags=list(request.tags),
-        limitations=limitations(request, model, layout, found),
+        limitations=limitations(request, model, layout, found) + mechanism_limitations(layout, found),
     )
 
 

@@ -22,6 +22,16 @@ def mechanism_report(layout: SourceLayout, found: Findings) -> list[MechanismSou
     return [_source(layout.sources[f.source].id, f) for f in found.mechanism]
 
 
+def mechanism_limitations(layout: SourceLayout, found: Findings) -> list[str]:
+    """One sentence per traced source whose self-checks failed: its figures are not to be read as they are."""
+    out = []
+    for section in mechanism_report(layout, found) or []:
+        if section.self_check_failures:
+            failed = "; ".join(section.self_check_failures)
+            out.append(f"The mechanism trace of {section.source} failed its self-checks ({failed}).")
+    return out
+
+
 def _source(source_id: str, finding) -> MechanismSource:
     t = finding.trace
     common = {
@@ -41,18 +51,11 @@ def _source(source_id: str, finding) -> MechanismSource:
 
     span, att_at, mlp_at = frac(t.span), frac(t.attention_at), frac(t.mlp_at)
     att_after, mlp_after = frac(t.attention_after), frac(t.mlp_after)
-    heads = [
-        readout.HeadEffect(
-            layer=layer,
-            head=head,
-            restore=_r(float(readout.recovered(restored, t.clean, t.corrupted))),
-            ablation_drop_nats=_r(t.clean - zeroed),
-            attention_to_source=_r(attention),
-        )
-        for layer, head, restored, zeroed, attention in t.heads
-    ]
+    heads = _heads(t)
     share = readout.attention_share_of_effect(att_after, mlp_after)
     readout_at = readout.readout_layers(span)
+    all_after = _r(float(readout.recovered(t.all_attention_after, t.clean, t.corrupted)))
+    unchanged = _r(t.unchanged - t.clean)
     return MechanismSource(
         **common,
         layers=[
@@ -68,8 +71,9 @@ def _source(source_id: str, finding) -> MechanismSource:
         ],
         readout_layers=readout_at,
         attention_share_of_effect=None if share is None else _r(share),
-        all_attention_after_restore=_r(float(readout.recovered(t.all_attention_after, t.clean, t.corrupted))),
-        unchanged_run_delta_nats=_r(t.unchanged - t.clean),
+        all_attention_after_restore=all_after,
+        unchanged_run_delta_nats=unchanged,
+        self_check_failures=readout.self_check_failures(span, all_after, t.unchanged - t.clean),
         heads=[MechanismHead(**vars(h)) for h in heads],
         causal_not_attending_heads=readout.causal_not_attending(heads),
         attending_not_causal_heads=readout.attending_not_causal(heads),
@@ -84,13 +88,32 @@ def _source(source_id: str, finding) -> MechanismSource:
     )
 
 
+def _heads(t) -> list[readout.HeadEffect]:
+    return [
+        readout.HeadEffect(
+            layer=layer,
+            head=head,
+            restore=_r(float(readout.recovered(restored, t.clean, t.corrupted))),
+            ablation_drop_nats=_r(t.clean - zeroed),
+            attention_to_source=_r(attention),
+        )
+        for layer, head, restored, zeroed, attention in t.heads
+    ]
+
+
 def _router(router) -> RouterReport | None:
     if router is None:
         return None
     return RouterReport(
         layers=[
-            RouterLayer(layer=k, changed_share=_r(c), total_variation=_r(tv))
-            for k, (c, tv) in enumerate(zip(router.changed_share, router.total_variation, strict=True))
+            RouterLayer(
+                layer=layer,
+                expert_share=router.expert_share[i],
+                expert_share_without=router.expert_share_without[i],
+                changed_share=_r(router.changed_share[i]),
+                total_variation=_r(router.total_variation[i]),
+            )
+            for i, layer in enumerate(router.layers)
         ],
         expert_ablations=[
             ExpertAblation(layer=layer, expert=e, drop_nats=_r(d)) for layer, e, d in router.expert_drops
