@@ -36,6 +36,7 @@ def build_report(
     summary = summarise(request, sources, base, found, response_tokens=len(response_ids), cited_docs=cited)
     stability = stability_report(request, sources, found)
     summary.flags.extend(f"unstable_label: {sid}" for sid in unstable_labels(stability))
+    mechanism = mechanism_report(layout, found)
     return AuditReport(
         query=request.query,
         response=response,
@@ -52,10 +53,10 @@ def build_report(
         controls=build_controls(request, model, layout, found),
         stability=stability,
         token_scores=token_scores(model, response_ids, [s.id for s in sources], base, found),
-        mechanism=mechanism_report(layout, found),
+        mechanism=mechanism,
         metadata=request.metadata,
         tags=list(request.tags),
-        limitations=limitations(request, model, layout, found) + mechanism_limitations(layout, found),
+        limitations=limitations(request, model, layout, found) + mechanism_limitations(mechanism),
     )
 
 

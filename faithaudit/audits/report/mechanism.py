@@ -22,10 +22,10 @@ def mechanism_report(layout: SourceLayout, found: Findings) -> list[MechanismSou
     return [_source(layout.sources[f.source].id, f) for f in found.mechanism]
 
 
-def mechanism_limitations(layout: SourceLayout, found: Findings) -> list[str]:
+def mechanism_limitations(sections: list[MechanismSource] | None) -> list[str]:
     """One sentence per traced source whose self-checks failed: its figures are not to be read as they are."""
     out = []
-    for section in mechanism_report(layout, found) or []:
+    for section in sections or []:
         if section.self_check_failures:
             failed = "; ".join(section.self_check_failures)
             out.append(f"The mechanism trace of {section.source} failed its self-checks ({failed}).")
