@@ -30,8 +30,11 @@ CONTROLS_OFF = {"placebos": 0, "orders": 1, "answer_flip_top_k": 3}
 def variants(case) -> dict:
     audit = case.request.audit
     default = case.request.model_copy(
-        update={"audit": audit.model_copy(update={"num_ablations": 64, "answer_flip_top_k": 10, "placebos": 16,
-                                                   "orders": 3})}  # fmt: skip
+        update={
+            "audit": audit.model_copy(
+                update={"num_ablations": 64, "answer_flip_top_k": 10, "placebos": 16, "orders": 3}
+            )
+        }  # fmt: skip
     )
     off = case.request.model_copy(update={"audit": audit.model_copy(update={"num_ablations": 64, **CONTROLS_OFF})})
     return {"default": default, "controls_off": off}
@@ -67,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_passes": round(d.passes / o.passes, 3),
         "ratio_tokens": round(d.tokens / o.tokens, 3),
         "ratio_seconds_median": round(d.median / o.median, 3),
-        "ratio_seconds_per_repeat": [
-            round(a / b, 3) for a, b in zip(d.seconds, o.seconds, strict=True)
-        ],
+        "ratio_seconds_per_repeat": [round(a / b, 3) for a, b in zip(d.seconds, o.seconds, strict=True)],
     }
     result["ratio_seconds_median_of_ratios"] = round(statistics.median(result["ratio_seconds_per_repeat"]), 3)
     print(json.dumps({k: v for k, v in result.items() if k not in ("default", "controls_off")}, indent=2))

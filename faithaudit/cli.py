@@ -127,6 +127,7 @@ def audit(
     from faithaudit.errors import InvalidRequestError
 
     overrides = _overrides(methods=methods, num_ablations=num_ablations, seed=seed, model=model)
+    _compute_or_exit()
     try:
         request = load_request(case, overrides=overrides)
         report = _run(request, tenant=tenant)
@@ -512,6 +513,7 @@ def gate(
         raise typer.Exit(EXIT_BAD_SUITE) from None
     name = parsed.name or suite.stem
     if server is None:
+        _compute_or_exit()
         verdict = _gate_local(cases, suite_name=name, tenant=tenant)
     else:
         from faithaudit.client import ApiError, Client, ClientError
@@ -910,6 +912,7 @@ def worker(
     from faithaudit.queue import callback_queue
     from faithaudit.workers.celery_app import get_celery
 
+    _compute_or_exit()
     _store()
     if metrics_port is not None:
         from faithaudit.telemetry import serve_worker_metrics
@@ -943,6 +946,19 @@ def _settings_or_exit() -> None:
             msg = str(e["msg"]).removeprefix("Value error, ")
             where = f"FAITHAUDIT_{str(e['loc'][0]).upper()}: " if e["loc"] else ""
             err.print(f"[red]error:[/red] invalid setting: {where}{msg}", highlight=False)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def _compute_or_exit() -> None:
+    """A device or dtype this machine cannot honour stops a command that runs the model (exit 2), naming the
+    variable (FAITHAUDIT_DEVICE=cuda where torch sees no GPU)."""
+    from faithaudit.audits.model.device import Compute, DeviceSettingError, check_device
+    from faithaudit.config import get_settings
+
+    try:
+        check_device(Compute.from_settings(get_settings()))
+    except DeviceSettingError as exc:
+        err.print(f"[red]error:[/red] invalid setting: {exc.message}", highlight=False)
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 

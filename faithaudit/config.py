@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +32,21 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         default=None, ge=1, description="torch.set_num_threads for audits; unset keeps torch's default."
     )
+    device: str = Field(
+        default="cpu",
+        description="Where a worker runs the model: cpu, cuda, cuda:N, or auto (accelerate's device_map over every "
+        "visible GPU, for a model larger than one).",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32",
+        description="The weights' dtype in a worker. The LM head runs in float32 and log-probs in float64 whatever "
+        "it is.",
+    )
+    batch_size: int | Literal["auto"] = Field(
+        default="auto",
+        description="Contexts scored in one forward call over a shared cached prefix (1-256); auto: 1 on CPU, bounded "
+        "by the GPU's total memory on CUDA (never by a timing or the memory free at run time).",
+    )
     max_sources: int = Field(default=200, ge=1, description="Most sources one audit may have.")
     max_source_chars: int = Field(default=20_000, ge=1, description="Most characters in one source's text.")
 
@@ -40,9 +56,10 @@ class Settings(BaseSettings):
     )
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
     queue_name: str = Field(default="faithaudit", description="Celery queue the audits go to.")
-    served_models: list[str] = Field(
+    served_models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["smollm2-135m-instruct"],
-        description="Model names the service accepts in model.name (API clients cannot load arbitrary paths).",
+        description="Model names the service accepts in model.name, comma-separated or a JSON list: built-in names "
+        "or local model folders (API clients cannot name arbitrary paths).",
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="A worker's lease on an audit; renewed by heartbeat.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
@@ -128,9 +145,36 @@ class Settings(BaseSettings):
     @field_validator("callback_hosts", mode="before")
     @classmethod
     def _comma_list(cls, v):
-        if isinstance(v, str):
-            v = json.loads(v) if v.strip().startswith("[") else v.split(",")
-        return [h.strip().lower() for h in v if h and h.strip()]
+        return [h.lower() for h in _split_list(v)]
+
+    @field_validator("served_models", mode="before")
+    @classmethod
+    def _model_list(cls, v):
+        models = _split_list(v)
+        if not models:
+            raise ValueError("names no model")
+        return models
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not _DEVICE.fullmatch(v):
+            raise ValueError(f"{v!r} is not a device: use cpu, cuda, cuda:N or auto")
+        return v
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, v):
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{v!r} is not a batch size: use auto or a whole number from 1 to 256") from None
+        if not 1 <= n <= 256:
+            raise ValueError(f"{n} is out of range: use auto or a whole number from 1 to 256")
+        return n
 
     @field_validator(
         "metrics_token",
@@ -158,6 +202,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'faithaudit.db').resolve()}"
+
+
+_DEVICE = re.compile(r"cpu|cuda|cuda:\d+|auto")
+
+
+def _split_list(v) -> list[str]:
+    """A comma-separated string, a JSON list in a string, or a list: its non-empty stripped items."""
+    if isinstance(v, str):
+        v = json.loads(v) if v.strip().startswith("[") else v.split(",")
+    return [str(h).strip() for h in v if h and str(h).strip()]
 
 
 KNOWN_SECRETS = frozenset({"dev-only-insecure-secret", "change-me-to-a-long-random-string", "test-secret"})

@@ -15,24 +15,24 @@ TOLERANCE = 1e-5
 TIMINGS = {"seconds"}
 
 
-def differences(expected, actual, path: str = "") -> list[str]:
-    """Every place where ``actual`` departs from ``expected`` (floats compared within TOLERANCE)."""
+def differences(expected, actual, path: str = "", *, tolerance: float = TOLERANCE) -> list[str]:
+    """Every place where ``actual`` departs from ``expected`` (floats compared within ``tolerance``)."""
     if isinstance(expected, dict) and isinstance(actual, dict):
         out = [f"{path}.{k}: missing" for k in expected.keys() - actual.keys()]
         out += [f"{path}.{k}: unexpected" for k in actual.keys() - expected.keys()]
         for k in expected.keys() & actual.keys():
             if k not in TIMINGS:
-                out += differences(expected[k], actual[k], f"{path}.{k}")
+                out += differences(expected[k], actual[k], f"{path}.{k}", tolerance=tolerance)
         return out
     if isinstance(expected, list) and isinstance(actual, list):
         if len(expected) != len(actual):
             return [f"{path}: {len(actual)} items, expected {len(expected)}"]
         pairs = enumerate(zip(expected, actual, strict=True))
-        return [d for i, (e, a) in pairs for d in differences(e, a, f"{path}[{i}]")]
+        return [d for i, (e, a) in pairs for d in differences(e, a, f"{path}[{i}]", tolerance=tolerance)]
     floats = isinstance(expected, float) or isinstance(actual, float)
     if floats and not isinstance(expected, bool) and not isinstance(actual, bool):
         if isinstance(expected, int | float) and isinstance(actual, int | float):
-            if math.isclose(expected, actual, rel_tol=0, abs_tol=TOLERANCE):
+            if math.isclose(expected, actual, rel_tol=0, abs_tol=tolerance):
                 return []
     elif expected == actual and type(expected) is type(actual):
         return []

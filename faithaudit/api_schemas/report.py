@@ -272,6 +272,17 @@ class MaskControls(_Out):
     bootstrap_resamples: int | None = Field(None, description="Resamples of the masks behind surrogate_interval.")
 
 
+class ComputeControls(_Out):
+    """Where and in what precision the worker ran the model (FAITHAUDIT_DEVICE, _DTYPE, _BATCH_SIZE)."""
+
+    device: str = Field(description="cpu, cuda, cuda:N, or auto (accelerate's device_map over the visible GPUs).")
+    dtype: str = Field(description="The weights' dtype.")
+    lm_head_dtype: str = Field(description="The dtype the output projection ran in (float32 under a 16-bit dtype).")
+    logprob_dtype: str = Field("float64", description="The log-softmax and every log-prob's dtype.")
+    attention_implementation: str
+    batch_size: int | str = Field(description="Contexts per forward call over a shared prefix: the setting, auto or N.")
+
+
 class Controls(_Out):
     """What every figure was measured against: the settings a reviewer needs to repeat or judge the audit."""
 
@@ -282,6 +293,7 @@ class Controls(_Out):
     orders: dict[str, Any] = Field(description="Count and the permutations (source ids in prompt order).")
     attention: dict[str, Any] = Field(description="Layers and heads the attention figures average over.")
     model_weights: str = Field(description="How the local model's weights were stored and computed (quantisation).")
+    compute: ComputeControls | None = Field(None, description="Device, dtype and batching of the worker's model.")
     faithaudit_version: str
     request_sha256: str = Field(description="SHA-256 of the canonical request JSON (sorted keys, defaults omitted).")
     label_rules: dict[str, float] | None = Field(

@@ -69,21 +69,14 @@ def score_masks(
 ) -> list[ResponseScore]:
     """Score the response under each keep-mask; results come back in the order of ``masks``.
 
-    Masks are visited in lexicographic order (keep before remove), so neighbours share long prefixes. Each
-    context reuses the longest cached prefix among the full context (``base``) and the previous context, and
-    only the tokens after it are fed to the model.
+    Masks are visited in lexicographic order (keep before remove), so neighbours share long prefixes; then they
+    are scored like pairs (``score_pairs``).
     """
     order = sorted(range(len(masks)), key=lambda r: tuple(not bool(k) for k in masks[r]))
+    pairs = [(layout.build([bool(k) for k in masks[r]]).ids, response_ids) for r in order]
     scores: list[ResponseScore | None] = [None] * len(masks)
-    previous: CachedContext | None = None
-    for r in order:
-        prompt = layout.build([bool(k) for k in masks[r]])
-        full_ids = prompt.ids + tuple(response_ids)
-        candidates = [c for c in (base.cache if base else None, previous) if c is not None]
-        reuse = max(candidates, key=lambda c: c.common_prefix(full_ids), default=None)
-        scores[r], previous = model.score(prompt.ids, response_ids, reuse=reuse, keep_cache=len(masks) > 1)
-        if on_each is not None:
-            on_each()
+    for r, score in zip(order, score_pairs(model, pairs, base=base, on_each=on_each), strict=True):
+        scores[r] = score
     return [s for s in scores if s is not None]
 
 
@@ -102,16 +95,33 @@ def score_pairs(
     base: BaseRun | None,
     on_each: Callable[[], None] | None = None,
 ) -> list[ResponseScore]:
-    """Score each target after its prompt, in the given order, reusing the longest cached prefix among the
-    full context and the previous pair (for replaced tool outputs and next-action prefixes)."""
+    """Score each target after its prompt, in the given order, in batches of the model's batch size; each batch
+    reuses the longest prefix all its pairs share with a cached context: the full context's, or the last pair's of
+    the previous batch. At batch size 1 this is the sequential path."""
+    if not pairs:
+        return []
+    longest = max(len(p) + len(t) for p, t in pairs)
+    size = max(1, model.batch_size_for(longest, max(len(t) for _, t in pairs)))
     out: list[ResponseScore] = []
     previous: CachedContext | None = None
-    for prompt_ids, target_ids in pairs:
-        full_ids = tuple(prompt_ids) + tuple(target_ids)
-        candidates = [c for c in (base.cache if base else None, previous) if c is not None]
-        reuse = max(candidates, key=lambda c: c.common_prefix(full_ids), default=None)
-        score, previous = model.score(prompt_ids, target_ids, reuse=reuse, keep_cache=len(pairs) > 1)
-        out.append(score)
-        if on_each is not None:
-            on_each()
+    for start in range(0, len(pairs), size):
+        batch = pairs[start : start + size]
+        reuse = _best_reuse([base.cache if base else None, previous], batch)
+        scores, previous = model.score_batch(batch, reuse=reuse, keep_cache=len(pairs) > 1)
+        out.extend(scores)
+        for _ in batch:
+            if on_each is not None:
+                on_each()
     return out
+
+
+def _best_reuse(
+    candidates: Sequence[CachedContext | None], batch: Sequence[tuple[Sequence[int], Sequence[int]]]
+) -> CachedContext | None:
+    """The cached context sharing the longest prefix with every pair of ``batch`` (the shortest of its prefixes)."""
+    full = [tuple(p) + tuple(t) for p, t in batch]
+    return max(
+        (c for c in candidates if c is not None),
+        key=lambda c: min(c.common_prefix(ids) for ids in full),
+        default=None,
+    )

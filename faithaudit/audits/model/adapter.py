@@ -8,6 +8,7 @@ forward counter; ``HFModelAdapter`` (``audits.model.hf``) implements it for any 
 Scoring is teacher forcing: log p(response) is the sum of natural-log probabilities of the response tokens placed
 right after the prompt (which ends with the chat template's generation prompt). A scored sequence can keep its
 KV cache (``CachedContext``); a later sequence sharing a prefix with it only feeds the tokens after the prefix.
+``score`` scores one context, ``score_batch`` several sharing a cached prefix in one call where the adapter can.
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ class ModelAdapter(TextAdapter, Protocol):
         keep_cache: bool = False,
         probe: AttentionProbe | None = None,
     ) -> tuple[ResponseScore, CachedContext | None]: ...
+
+    def score_batch(
+        self,
+        items: Sequence[tuple[Sequence[int], Sequence[int]]],  # (prompt ids, response ids)
+        *,
+        reuse: CachedContext | None = None,
+        keep_cache: bool = False,
+    ) -> tuple[list[ResponseScore], CachedContext | None]:
+        """``score`` for each pair, in one forward call where the adapter batches; the cache of the last pair."""
+        ...
+
+    def batch_size_for(self, tokens: int, scored: int) -> int:
+        """Pairs per ``score_batch`` call for pairs of about ``tokens`` tokens, ``scored`` of them scored."""
+        ...
 
     def generate(
         self,

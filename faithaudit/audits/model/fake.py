@@ -38,6 +38,7 @@ class FakeModelAdapter(ChatPromptMixin):
     revision: str = "scripted"
     context_window: int = 4096
     num_layers: int = 2
+    batch_size: int = 1  # pairs per score_batch call (scored one by one: the grouping is what a test checks)
     counter: ForwardCounter = field(default_factory=ForwardCounter)
     _vocab: dict[str, int] = field(default_factory=dict)
     _words: list[str] = field(default_factory=list)
@@ -85,6 +86,13 @@ class FakeModelAdapter(ChatPromptMixin):
         cached = CachedContext(ids=ids, kv=None) if keep_cache else None
         margins = np.full(len(response_ids), self.margin, dtype=np.float64)
         return ResponseScore(token_logprobs=token_lp.astype(np.float64), margins=margins), cached
+
+    def score_batch(self, items, *, reuse=None, keep_cache=False):
+        out = [self.score(p, r, reuse=reuse, keep_cache=keep_cache) for p, r in items]
+        return [score for score, _ in out], out[-1][1]
+
+    def batch_size_for(self, tokens: int, scored: int) -> int:
+        return self.batch_size
 
     def _noise(self, prompt_ids: Sequence[int]) -> float:
         if not self.jitter:

@@ -1,7 +1,10 @@
 """``HFModelAdapter``: the ``ModelAdapter`` protocol (``audits.model.adapter``) for any Hugging Face causal LM.
 
-Loading by name and caching live in ``audits.model.registry``. Scores are float64 log-softmax over the logits of
-the response positions; a reused ``CachedContext`` holds the per-layer keys and values of a scored sequence.
+Loading by name and caching live in ``audits.model.registry``; device, dtype and batch size in
+``audits.model.device``. Scores are float64 log-softmax over float32 logits of the response positions; a reused
+``CachedContext`` holds the per-layer keys and values of a scored sequence. ``score_batch`` scores several
+contexts that share a cached prefix in one forward call: the prefix KV expanded over the batch, the suffixes
+right-padded (a causal row never attends to the padding after it, so positions and results are the unpadded ones).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from faithaudit.audits.model.adapter import CachedContext, ChatPromptMixin, ForwardCounter, ResponseScore
 from faithaudit.audits.model.chat import plain_chat
+from faithaudit.audits.model.device import Compute, auto_rows, input_device, row_bytes
 from faithaudit.audits.model.split_attention import split_prefix_attention
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
 
@@ -29,10 +33,12 @@ class HFModelAdapter(ChatPromptMixin):
     revision: str
     counter: ForwardCounter = field(default_factory=ForwardCounter)
     split_attention: bool = True  # cached passes: prefix + causal-suffix attention merged exactly (CPU)
+    compute: Compute = field(default_factory=Compute)
 
     def __post_init__(self) -> None:
         self.model.eval()
         cfg = self.model.config
+        self.device = input_device(self.model)
         self.context_window = int(getattr(cfg, "max_position_embeddings", 2048))
         self.num_layers = int(cfg.num_hidden_layers)
         self.num_heads = int(getattr(cfg, "num_attention_heads", 0))
@@ -47,20 +53,64 @@ class HFModelAdapter(ChatPromptMixin):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, name: str | None = None, revision: str = "local", threads: int | None = None
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        revision: str = "local",
+        threads: int | None = None,
+        compute: Compute | None = None,
     ) -> HFModelAdapter:
-        """Load from a local folder in Hugging Face format. Never reaches a hub."""
+        """Load from a local folder in Hugging Face format onto ``compute``'s device and dtype. Never reaches a hub."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from faithaudit.audits.model.device import check_device, load_kwargs, place, upcast_lm_head
+
+        compute = compute or Compute()
+        check_device(compute)
         if threads:
             torch.set_num_threads(threads)
         attn = register_probe_attention()
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=torch.float32, attn_implementation=attn
+            str(path), local_files_only=True, attn_implementation=attn, **load_kwargs(compute)
         )
-        return cls(model=model, tokenizer=tokenizer, name=name or str(path), revision=revision)
+        model = place(model, compute)
+        upcast_lm_head(model)
+        return cls(model=model, tokenizer=tokenizer, name=name or str(path), revision=revision, compute=compute)
+
+    @property
+    def attention_implementation(self) -> str:
+        """The attention kernel behind the probe wrapper: SDPA (exact prefix split on CPU), or the model's eager
+        kernel where it soft-caps attention logits (Gemma 2)."""
+        cfg = self.model.config
+        if getattr(cfg, "attn_logit_softcapping", None):
+            return "eager (soft-capped)"
+        return "sdpa, prefix-split on cpu" if self.device.type == "cpu" and self.split_attention else "sdpa"
+
+    def batch_size_for(self, tokens: int, scored: int) -> int:
+        """Rows per forward call for rows of about ``tokens`` tokens with ``scored`` scored positions each."""
+        if isinstance(self.compute.batch_size, int):
+            return self.compute.batch_size
+        total = None
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory
+        cfg = self.model.config
+        heads = int(getattr(cfg, "num_key_value_heads", None) or self.num_heads or 1)
+        hidden = int(getattr(cfg, "hidden_size", 0) or 0)
+        head_dim = int(getattr(cfg, "head_dim", None) or hidden // max(self.num_heads, 1))
+        itemsize = next(self.model.parameters()).element_size()
+        need = row_bytes(
+            layers=self.num_layers,
+            kv_width=heads * head_dim,
+            hidden=hidden,
+            vocab=int(cfg.vocab_size),
+            tokens=tokens,
+            scored=scored,
+            itemsize=itemsize,
+        )
+        return auto_rows(self.device.type, total_memory=total, bytes_per_row=need)
 
     @property
     def torch_module(self) -> torch.nn.Module:
@@ -101,8 +151,6 @@ class HFModelAdapter(ChatPromptMixin):
         keep_cache: bool = False,
         probe: AttentionProbe | None = None,
     ) -> tuple[ResponseScore, CachedContext | None]:
-        from transformers import DynamicCache
-
         ids = list(prompt_ids) + list(response_ids)
         resp_len = len(response_ids)
         if resp_len == 0:
@@ -111,30 +159,75 @@ class HFModelAdapter(ChatPromptMixin):
         prefix = 0
         if reuse is not None and probe is None:
             prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1)
-        cache = DynamicCache(config=self.model.config)
-        if prefix > 0:
-            cache = DynamicCache(
-                ddp_cache_data=[(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv],
-                config=self.model.config,
-            )
-        input_ids = torch.tensor([ids[prefix:]], dtype=torch.long)  # [1, fed]
+        cache = self._prefix_cache(reuse, prefix)
+        input_ids = torch.tensor([ids[prefix:]], dtype=torch.long, device=self.device)  # [1, fed]
         if probe is not None:
             with probing(probe):
                 out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
         else:
             with split_prefix_attention(self.split_attention and prefix > 0):
                 out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
-        logits = out.logits[0, :-1].double()  # [resp_len, vocab]: positions len(prompt)-1 .. T-2
-        logprobs = torch.log_softmax(logits, dim=-1)
-        targets = torch.tensor(list(response_ids), dtype=torch.long)
-        token_lp = logprobs.gather(1, targets[:, None])[:, 0].numpy()  # [resp_len]
-        top2 = logprobs.topk(2, dim=-1).values  # [resp_len, 2]
-        margins = (top2[:, 0] - top2[:, 1]).numpy()  # [resp_len] how far the greedy choice leads
+        score = _response_score(out.logits[0, :-1], response_ids)  # positions len(prompt)-1 .. T-2
         cached = None
         if keep_cache:
             kv = tuple((layer.keys, layer.values) for layer in out.cache.layers)
             cached = CachedContext(ids=tuple(ids), kv=kv)
-        return ResponseScore(token_logprobs=token_lp, margins=margins), cached
+        return score, cached
+
+    @torch.inference_mode()
+    def score_batch(
+        self,
+        items: Sequence[tuple[Sequence[int], Sequence[int]]],
+        *,
+        reuse: CachedContext | None = None,
+        keep_cache: bool = False,
+    ) -> tuple[list[ResponseScore], CachedContext | None]:
+        """Score each (prompt, response) pair in one forward call over the prefix all of them share with ``reuse``;
+        with ``keep_cache``, the cache of the last pair. One pair goes through ``score``."""
+        if len(items) == 1:
+            score, cached = self.score(*items[0], reuse=reuse, keep_cache=keep_cache)
+            return [score], cached
+        if any(len(r) == 0 for _, r in items):
+            raise ValueError("response_ids is empty")
+        seqs = [list(p) + list(r) for p, r in items]
+        firsts = [len(p) - 1 for p, _ in items]  # the logit at the last prompt position scores the first token
+        prefix = 0 if reuse is None else min(min(reuse.common_prefix(s), f) for s, f in zip(seqs, firsts, strict=True))
+        width = max(len(s) for s in seqs) - prefix
+        input_ids = torch.full((len(seqs), width), self._stop_ids[0], dtype=torch.long)  # [B, width], right-padded
+        mask = torch.zeros((len(seqs), prefix + width), dtype=torch.long)
+        for b, seq in enumerate(seqs):
+            input_ids[b, : len(seq) - prefix] = torch.tensor(seq[prefix:])
+            mask[b, : len(seq)] = 1
+        keep = width - (min(firsts) - prefix)  # logits from the earliest scored position to the end
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            cache=self._prefix_cache(reuse, prefix, batch=len(seqs)),
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        start = prefix + width - keep  # absolute position of kept logit 0
+        scores = [
+            _response_score(out.logits[b, f - start : f - start + len(r)], r)
+            for b, (f, (_, r)) in enumerate(zip(firsts, items, strict=True))
+        ]
+        cached = None
+        if keep_cache:
+            n = len(seqs[-1])
+            kv = tuple((layer.keys[-1:, :, :n], layer.values[-1:, :, :n]) for layer in out.cache.layers)
+            cached = CachedContext(ids=tuple(seqs[-1]), kv=kv)
+        return scores, cached
+
+    def _prefix_cache(self, reuse: CachedContext | None, prefix: int, *, batch: int = 1):
+        """A fresh cache holding ``reuse``'s first ``prefix`` positions, repeated over ``batch`` rows."""
+        from transformers import DynamicCache
+
+        if reuse is None or prefix <= 0:
+            return DynamicCache(config=self.model.config)
+        data = [(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv]
+        if batch > 1:
+            data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in data]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
 
     @torch.inference_mode()
     def generate(
@@ -149,17 +242,9 @@ class HFModelAdapter(ChatPromptMixin):
         """Greedy continuation, or with ``temperature`` a sample (no top-k/top-p cut; torch's RNG forked and seeded
         with ``seed``). With ``reuse``, the prompt's common prefix with that cached sequence is not fed again (the
         prompts of answer flips and policy replay share most of their tokens with the full one)."""
-        from transformers import DynamicCache
-
-        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
         prefix = min(reuse.common_prefix(prompt_ids), len(prompt_ids) - 1) if reuse is not None else 0
-        cache = None
-        if prefix > 0:
-            assert reuse is not None
-            cache = DynamicCache(
-                ddp_cache_data=[(k[:, :, :prefix], v[:, :, :prefix]) for k, v in reuse.kv],
-                config=self.model.config,
-            )
+        cache = self._prefix_cache(reuse, prefix) if prefix > 0 else None
         decoding = (
             {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
             if temperature is None
@@ -182,13 +267,26 @@ class HFModelAdapter(ChatPromptMixin):
         return new
 
     def _count(self, module, args, kwargs) -> None:
+        """One pass per sequence fed (a batch of B rows counts B), and the real tokens fed (padding excluded)."""
         ids = kwargs.get("input_ids")
         if ids is None and args:
             ids = args[0]
-        if ids is None:
-            emb = kwargs.get("inputs_embeds")
-            fed = int(emb.shape[0] * emb.shape[1]) if emb is not None else 0
-        else:
-            fed = int(ids.numel())
-        self.counter.forward_passes += 1
-        self.counter.tokens_processed += fed
+        fed = ids if ids is not None else kwargs.get("inputs_embeds")
+        if fed is None:
+            self.counter.forward_passes += 1
+            return
+        rows, width = int(fed.shape[0]), int(fed.shape[1])
+        mask = kwargs.get("attention_mask")
+        real = rows * width if mask is None or mask.dim() != 2 else int(mask[:, -width:].sum())
+        self.counter.forward_passes += rows
+        self.counter.tokens_processed += real
+
+
+def _response_score(logits: torch.Tensor, response_ids: Sequence[int]) -> ResponseScore:
+    """Float64 log-probs of ``response_ids`` and the top-1 minus top-2 margins, from their logits [len, vocab]."""
+    logprobs = torch.log_softmax(logits.double(), dim=-1)
+    targets = torch.tensor(list(response_ids), dtype=torch.long, device=logprobs.device)
+    token_lp = logprobs.gather(1, targets[:, None])[:, 0].cpu().numpy()  # [resp_len]
+    top2 = logprobs.topk(2, dim=-1).values  # [resp_len, 2]
+    margins = (top2[:, 0] - top2[:, 1]).cpu().numpy()  # [resp_len] how far the greedy choice leads
+    return ResponseScore(token_logprobs=token_lp, margins=margins)

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from faithaudit.audits.model.device import Compute
 from faithaudit.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -146,16 +147,23 @@ def _dequantize_into(gguf: Path, out: Path) -> None:
 
 
 @lru_cache(maxsize=4)
-def load_adapter(name: str, *, cache_dir: Path, threads: int | None = None):
-    """Resolve, materialize and load ``name`` into an ``HFModelAdapter`` (once per process and name)."""
+def load_adapter(name: str, *, cache_dir: Path, threads: int | None = None, compute: Compute | None = None):
+    """Resolve, materialize and load ``name`` into an ``HFModelAdapter`` (once per process, name and compute)."""
     from faithaudit.audits.model.hf import HFModelAdapter
 
     location = resolve_model(name)
     folder = materialize(location, cache_dir)
-    return HFModelAdapter.from_pretrained(folder, name=location.name, revision=location.revision, threads=threads)
+    return HFModelAdapter.from_pretrained(
+        folder, name=location.name, revision=location.revision, threads=threads, compute=compute
+    )
 
 
 def load_model(name: str | None, settings) -> ModelAdapter:
     """The model a request names (or the configured default), loaded once per process with the settings' cache
-    folder and torch threads. The one loader the CLI, the workers and the gate use."""
-    return load_adapter(name or settings.default_model, cache_dir=settings.cache_dir, threads=settings.torch_threads)
+    folder, torch threads, device, dtype and batch size. The one loader the CLI, the workers and the gate use."""
+    return load_adapter(
+        name or settings.default_model,
+        cache_dir=settings.cache_dir,
+        threads=settings.torch_threads,
+        compute=Compute.from_settings(settings),
+    )

@@ -62,4 +62,4 @@ def prefix_split_forward(
     w1 = torch.exp(l1 - m)[..., None]
     w2 = torch.exp(l2 - m)[..., None]
     out = (o1 * w1 + o2 * w2) / (w1 + w2)  # [1, heads, q, d]
-    return out.transpose(1, 2).contiguous()
+    return out.to(query.dtype).transpose(1, 2).contiguous()

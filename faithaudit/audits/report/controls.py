@@ -8,7 +8,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 
 from faithaudit.api_schemas import AuditRequest, Controls
-from faithaudit.api_schemas.report import MaskControls
+from faithaudit.api_schemas.report import ComputeControls, MaskControls
 from faithaudit.audits import interventions
 from faithaudit.audits.ablation import BOOTSTRAP_RESAMPLES, AdaptivePolicy
 from faithaudit.audits.context import Findings, Surrogate
@@ -33,8 +33,27 @@ def model_weights(model: ModelAdapter) -> str:
     if ".gguf" in revision or revision.startswith("gguf:"):
         quant = _QUANT.search(revision)
         stored = f"GGUF {quant.group(1).upper()} quantised" if quant else "GGUF"
-        return f"{stored} weights dequantized to {dtype}; log-probs in float64"
-    return f"{dtype} weights; log-probs in float64"
+        return f"{stored} weights dequantized to {dtype}; {_head(dtype)}log-probs in float64"
+    return f"{dtype} weights; {_head(dtype)}log-probs in float64"
+
+
+def _head(dtype: str) -> str:
+    return "" if dtype == "float32" else "LM head in float32; "
+
+
+def compute_controls(model: ModelAdapter) -> ComputeControls | None:
+    """The worker's device, dtype and batching; None for an adapter without them (the scripted fake)."""
+    compute = getattr(model, "compute", None)
+    if compute is None:
+        return None
+    dtype = getattr(model, "dtype_name", compute.dtype)
+    return ComputeControls(
+        device=str(getattr(model, "device", compute.device)) if compute.device != "auto" else "auto",
+        dtype=dtype,
+        lm_head_dtype="float32",
+        attention_implementation=getattr(model, "attention_implementation", "unknown"),
+        batch_size=compute.batch_size,
+    )
 
 
 def faithaudit_version() -> str:
@@ -76,6 +95,7 @@ def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLay
             "averaged_over": "all layers and heads, the response rows",
         },
         model_weights=model_weights(model),
+        compute=compute_controls(model),
         faithaudit_version=faithaudit_version(),
         request_sha256=request_sha256(request),
     )

@@ -1,0 +1,178 @@
+"""Batched scoring over a shared cached prefix equals the sequential path on the real model (within 1e-3 nats, at
+batch sizes 1, 2 and 7), for keep-masks and for pairs with different prompts and targets; a whole audit at batch
+size 7 reproduces the golden report. Device and dtype settings fail at start-up, naming the variable; a 16-bit
+model runs its LM head in float32."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cases import FICTIONAL_DOC, FICTIONAL_QUERY, FICTIONAL_RESPONSE, FILLER_DOCS, ROOT, make_request
+from test_golden_reports import GOLDEN, differences
+
+from faithaudit.audits.model.device import Compute
+from faithaudit.audits.prompt.rag import build_layout
+from faithaudit.audits.scoring import logprobs, score_full_context, score_masks, score_pairs
+
+NATS = 1e-3
+
+
+@pytest.fixture
+def batch_size(model):
+    """Set the shared model's batch size for one test, restoring it after."""
+    before = model.compute
+
+    def set_size(size: int | str) -> None:
+        model.compute = Compute(device=before.device, dtype=before.dtype, batch_size=size)
+
+    yield set_size
+    model.compute = before
+
+
+@pytest.fixture(scope="module")
+def demo(model):
+    request = make_request(FILLER_DOCS[:3] + [FICTIONAL_DOC] + FILLER_DOCS[3:5], FICTIONAL_QUERY, FICTIONAL_RESPONSE)
+    layout = build_layout(request, model)
+    response = model.encode(FICTIONAL_RESPONSE)
+    return layout, response, score_full_context(model, layout, response, with_attention=False)
+
+
+def test_batched_masks_equal_sequential(model, demo, batch_size):
+    layout, response, base = demo
+    n = layout.num_sources
+    masks = np.vstack([~np.eye(n, dtype=bool), np.random.default_rng(0).random((8, n)) < 0.5])  # LOO + random
+    results, passes = {}, {}
+    for size in (1, 2, 7):
+        batch_size(size)
+        before = model.counter.forward_passes
+        results[size] = logprobs(score_masks(model, layout, response, masks, base=base))
+        passes[size] = model.counter.forward_passes - before
+    assert np.abs(results[2] - results[1]).max() < NATS
+    assert np.abs(results[7] - results[1]).max() < NATS
+    assert passes == {1: len(masks), 2: len(masks), 7: len(masks)}  # a batch of B rows counts B passes
+    assert np.ptp(results[1]) > 10 * NATS  # the contexts score differently: equality is not a constant's
+
+
+def test_batched_pairs_with_different_prompts_and_targets(model, demo, batch_size):
+    layout, response, base = demo
+    other = model.encode(" The answer is not in the documents.")
+    pairs = [(layout.without(i).ids, response if i % 2 else other) for i in range(layout.num_sources)] + [
+        (layout.build().ids, other)
+    ]  # a target longer than the response, then the full context
+    batch_size(1)
+    sequential = [s.token_logprobs for s in score_pairs(model, pairs, base=base)]
+    batch_size(7)
+    batched = [s.token_logprobs for s in score_pairs(model, pairs, base=base)]
+    for seq, bat in zip(sequential, batched, strict=True):
+        assert seq.shape == bat.shape
+        assert abs(seq.sum() - bat.sum()) < NATS
+        assert np.abs(seq - bat).max() < NATS
+
+
+@pytest.mark.skipif(bool(os.environ.get("FAITHAUDIT_DEFAULT_MODEL")), reason="the golden report is the real model's")
+def test_audit_at_batch_size_7_reproduces_the_golden_report(model, batch_size):
+    from cases import golden_request
+
+    from faithaudit.audits.run import audit_request
+    from faithaudit.tools import registry_for
+
+    batch_size(7)
+    report = audit_request(golden_request("rag"), model, tools=registry_for).model_dump(mode="json")
+    expected = json.loads((GOLDEN / "rag.json").read_text())
+    assert report["controls"]["compute"]["batch_size"] == 7
+    for skip in ("cost", "controls"):  # tokens fed differ (a batch shares only its common prefix)
+        expected.pop(skip)
+        report.pop(skip)
+    assert [s["label"] for s in report["sources"]] == [s["label"] for s in expected["sources"]]
+    assert differences(expected, report, tolerance=NATS) == []
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "faithaudit.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FAITHAUDIT_DEVICE": "gpu"}, "FAITHAUDIT_DEVICE"),
+        ({"FAITHAUDIT_DTYPE": "int8"}, "FAITHAUDIT_DTYPE"),
+        ({"FAITHAUDIT_BATCH_SIZE": "0"}, "FAITHAUDIT_BATCH_SIZE"),
+        ({"FAITHAUDIT_SERVED_MODELS": " , "}, "FAITHAUDIT_SERVED_MODELS"),
+    ],
+)
+def test_bad_compute_setting_is_a_start_up_error(env, named):
+    done = _cli("models", **env)
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", [("worker",), ("audit", "examples/fictional_fact.json")])
+def test_cuda_where_none_exists_stops_the_command(command):
+    done = _cli(*command, FAITHAUDIT_DEVICE="cuda")
+    assert done.returncode == 2, done.stderr
+    assert "FAITHAUDIT_DEVICE=cuda" in done.stderr and "no CUDA device" in " ".join(done.stderr.split())
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_scores_equal_cpu_scores(model, demo, dtype):
+    """The test model loaded again on the GPU: float32 within 1e-3 nats of the CPU path, bfloat16 within 2% of the
+    response's log-prob (its own error, which benchmarks/batching.py --dtypes measures)."""
+    from faithaudit.audits.model.hf import HFModelAdapter
+
+    layout, response, _ = demo
+    folder = model.model.config.name_or_path
+    gpu = HFModelAdapter.from_pretrained(folder, compute=Compute(device="cuda", dtype=dtype, batch_size=4))
+    base = score_full_context(gpu, layout, response, with_attention=False)
+    n = layout.num_sources
+    masks = np.vstack([~np.eye(n, dtype=bool), np.ones((1, n), dtype=bool)])
+    cpu = logprobs(score_masks(model, layout, response, masks, base=None))
+    cuda = logprobs(score_masks(gpu, layout, response, masks, base=base))
+    tolerance = NATS if dtype == "float32" else 0.02 * np.abs(cpu).max()
+    assert np.abs(cuda - cpu).max() < tolerance
+
+
+def test_bfloat16_model_scores_through_a_float32_head(tmp_path):
+    """A tiny random Llama saved and loaded in bfloat16: the LM head gives float32 logits, the report's compute
+    controls say so, and its log-probs stay near the float32 model's (bf16 weights, not bf16 logits)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from faithaudit.audits.model.hf import HFModelAdapter
+    from faithaudit.audits.report.controls import compute_controls
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    vocab = {f"w{i}": i for i in range(64)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="w1", unk_token="w0").save_pretrained(tmp_path)
+    full = HFModelAdapter.from_pretrained(tmp_path, compute=Compute(dtype="float32"))
+    half = HFModelAdapter.from_pretrained(tmp_path, compute=Compute(dtype="bfloat16"))
+    head = half.model.get_output_embeddings()
+    hidden = torch.zeros(1, 3, 32, dtype=torch.bfloat16)
+    assert head(hidden).dtype == torch.float32
+    prompt, response = list(range(2, 30)), [5, 9, 11, 40]
+    exact = full.score(prompt, response)[0].logprob
+    approx = half.score(prompt, response)[0].logprob
+    assert exact != approx and abs(exact - approx) < 0.05 * abs(exact)
+    controls = compute_controls(half)
+    assert (controls.dtype, controls.lm_head_dtype, controls.logprob_dtype) == ("bfloat16", "float32", "float64")
