@@ -71,7 +71,13 @@ METHODS = (
     "context_ablation",
     "context_ablation_adaptive",
     "faithaudit_full",
+    "default_audit",
+    "default_audit_surrogate",
 )
+# The stages of a default audit that do ContextCite's work: its full pass, leave-one-out and no-context (whose passes
+# the surrogate reuses), the context ablation with its evaluation. The rest (attention baseline, placebos, orders,
+# answer flips, ...) is what faithaudit adds; it counts in the total ratio only.
+CONTEXTCITE_STAGES = ("full_context", "leave_one_out", "no_context", "context_ablation")
 KS = (1, 2)
 EVAL_SEED = 7_000_003  # the shared evaluation masks: never the seed of any method's fit
 
@@ -127,12 +133,17 @@ def load_cases(dataset: str, data_dir: Path, limit: int, max_docs: int | None) -
     return cases
 
 
-def audit_request(case: Case, *, methods: list[str] | None = None, num_ablations: int | None = None) -> AuditRequest:
-    audit: dict[str, Any] = {"answer_flip_top_k": 0}
-    if methods is not None:
-        audit["methods"] = methods
-    if methods is None or "context_ablation" in methods:
-        audit["num_ablations"] = num_ablations  # None: adaptive
+def audit_request(
+    case: Case, *, methods: list[str] | None = None, num_ablations: int | None = None, default: bool = False
+) -> AuditRequest:
+    """The benchmark's request; ``default=True`` is the request a user sends: no audit options at all."""
+    audit: dict[str, Any] = {}
+    if not default:
+        audit["answer_flip_top_k"] = 0
+        if methods is not None:
+            audit["methods"] = methods
+        if methods is None or "context_ablation" in methods:
+            audit["num_ablations"] = num_ablations  # None: adaptive
     return AuditRequest.model_validate(
         {
             "query": case.question,
@@ -238,7 +249,25 @@ def run_case(
         )
         extra["answer_flips"] = {"count": flips, "seconds": flip_seconds, "tokens": flip_tokens}
 
-    runners = [("contextcite", contextcite), ("faithaudit", faithaudit)]
+    def default_audit() -> None:
+        """The audit a user gets with no options, timed as one run; its stages come from that same run."""
+        report, seconds, tokens = timer.run(lambda: run_audit(audit_request(case, default=True), model))
+        scores["default_audit"] = np.array([s.reliance for s in report.sources])
+        scores["default_audit_surrogate"] = np.array([s.surrogate_weight for s in report.sources])
+        cost["default_audit"] = cost["default_audit_surrogate"] = {"seconds": seconds, "tokens": tokens}
+        stages = report.cost.by_stage
+        extra["default_audit_by_stage"] = {k: v.model_dump() for k, v in stages.items()}
+        extra["default_audit_contextcite_stages"] = {
+            "seconds": sum(stages[k].seconds for k in CONTEXTCITE_STAGES if k in stages),
+            "tokens": sum(stages[k].tokens_processed for k in CONTEXTCITE_STAGES if k in stages),
+        }
+        masks = report.controls.masks if report.controls else None
+        extra["default_audit_masks"] = masks.model_dump() if masks else None
+        extra["default_audit_surrogate_lds"] = report.summary.surrogate_lds
+
+    runners = [("contextcite", contextcite), ("default_audit", default_audit)]
+    if not args.default_audit_only:
+        runners.append(("faithaudit", faithaudit))
     if not with_contextcite:
         runners = runners[1:]
     if index % 2 == 1:
@@ -262,16 +291,15 @@ def run_case(
         return fit.weights
 
     samples: dict[str, Any] = {}
-
-    scores["context_ablation"], seconds, tokens = timer.run(fixed_ablation)
-    cost["context_ablation"] = {"seconds": seconds, "tokens": tokens}
-
     full_prompt = layout.build()
-    spans = [full_prompt.spans[i] for i in range(n)]
-    scores["attention_rollout"], seconds, tokens = timer.run(
-        lambda: rollout.rollout_shares(model, full_prompt.ids, response_ids, spans)
-    )
-    cost["attention_rollout"] = {"seconds": seconds, "tokens": tokens}
+    if not args.default_audit_only:
+        scores["context_ablation"], seconds, tokens = timer.run(fixed_ablation)
+        cost["context_ablation"] = {"seconds": seconds, "tokens": tokens}
+        spans = [full_prompt.spans[i] for i in range(n)]
+        scores["attention_rollout"], seconds, tokens = timer.run(
+            lambda: rollout.rollout_shares(model, full_prompt.ids, response_ids, spans)
+        )
+        cost["attention_rollout"] = {"seconds": seconds, "tokens": tokens}
 
     # -- evaluation (not counted in any method's cost) ----------------------------------------------------------
     base = score_full_context(model, layout, response_ids, with_attention=False)
@@ -313,11 +341,13 @@ def run_case(
         if name not in scores:
             continue
         s = np.asarray(scores[name], dtype=np.float64)
+        # the default audit ranks by reliance; its LDS is that of the surrogate it reports
+        fit = np.asarray(scores["default_audit_surrogate"], dtype=np.float64) if name == "default_audit" else s
         methods[name] = {
             "scores": [round(float(v), 6) for v in s],
             **{f"recall_at_{k}": recall_at_k(s, case.gold, k) for k in KS},
             "topk_logprob_drop": {str(k): full_lp - float(removal_lp[tuple(sorted(top_k(s, k)))]) for k in KS},
-            "lds": lds(s, eval_masks, eval_lp),
+            "lds": lds(fit, eval_masks, eval_lp),
             "seconds": cost[name]["seconds"],
             "tokens_processed": int(cost[name]["tokens"]),
         }
@@ -359,6 +389,38 @@ def default_audit_composed(record: dict[str, Any]) -> tuple[float, float]:
     return seconds / cc["seconds"], tokens / cc["tokens_processed"]
 
 
+def default_audit_ratios(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of per-case ratios of the default audit, timed as one run, over ContextCite in the same process:
+    the stages doing ContextCite's work (CONTEXTCITE_STAGES, from that run) and the whole audit. Never composed."""
+    rows = [r for r in records if "contextcite" in r["methods"] and "default_audit" in r["methods"]]
+
+    def median(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    cc = [r["methods"]["contextcite"] for r in rows]
+    work = [r["default_audit_contextcite_stages"] for r in rows]
+    total = [r["methods"]["default_audit"] for r in rows]
+    return {
+        "time_ratio_default_audit_vs_contextcite": median(
+            [w["seconds"] / c["seconds"] for w, c in zip(work, cc, strict=True)]
+        ),
+        "time_ratio_default_audit_total_vs_contextcite": median(
+            [t["seconds"] / c["seconds"] for t, c in zip(total, cc, strict=True)]
+        ),
+        "tokens_ratio_default_audit_vs_contextcite": median(
+            [w["tokens"] / c["tokens_processed"] for w, c in zip(work, cc, strict=True)]
+        ),
+        "tokens_ratio_default_audit_total_vs_contextcite": median(
+            [t["tokens_processed"] / c["tokens_processed"] for t, c in zip(total, cc, strict=True)]
+        ),
+        "default_audit_cases": len(rows),
+        "default_audit_stage_seconds_median": {
+            k: median([r["default_audit_by_stage"][k]["seconds"] for r in rows if k in r["default_audit_by_stage"]])
+            for k in dict.fromkeys(k for r in rows for k in r["default_audit_by_stage"])
+        },
+    }
+
+
 def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
     methods: dict[str, Any] = {}
     for name in METHODS:
@@ -385,7 +447,7 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
         if "contextcite" in r["methods"] and "faithaudit_full" in r["methods"]
     ]
     flips = [r["answer_flips"]["seconds"] for r in records if "answer_flips" in r]
-    composed = [default_audit_composed(r) for r in records if "contextcite" in r["methods"]]
+    composed = [default_audit_composed(r) for r in records if "contextcite" in r["methods"] and "audit_by_stage" in r]
     return {
         "cases": len(records),
         **meta,
@@ -399,6 +461,7 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
         "tokens_ratio_default_audit_vs_contextcite_composed": statistics.median(c[1] for c in composed)
         if composed
         else None,
+        **default_audit_ratios(records),
         "answer_flip_seconds_median": statistics.median(flips) if flips else None,
         "adaptive_random_masks": [r.get("adaptive_random_masks") for r in records],
         "prompt_tokens_median": statistics.median(r["prompt_tokens"] for r in records) if records else None,
@@ -482,6 +545,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_docs": args.max_docs,
             "num_ablations_contextcite_and_fixed": args.num_ablations,
             "audit_num_ablations": args.audit_num_ablations,
+            "default_audit_only": args.default_audit_only,
             "eval_masks": args.eval_masks,
             "prompt_template": "Context: {context}\\n\\nQuery: {query}",
         },
@@ -498,11 +562,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         records.append(record)
         summary = summarize(records, meta | {"updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        full = record["methods"]["faithaudit_full"]
+        full = record["methods"].get("faithaudit_full") or record["methods"]["default_audit"]
         cc = record["methods"].get("contextcite")
         print(
             f"[{len(records)}/{len(cases)}] {case.id}: {record['num_sources']} sources, "
-            f"{record['prompt_tokens']} prompt tokens; full {full['seconds']:.1f}s r@2 {full['recall_at_2']:.2f}"
+            f"{record['prompt_tokens']} prompt tokens; audit {full['seconds']:.1f}s r@2 {full['recall_at_2']:.2f}"
             + (f"; contextcite {cc['seconds']:.1f}s r@2 {cc['recall_at_2']:.2f}" if cc else "")
             + f"; adaptive masks {record.get('adaptive_random_masks')}; case {time.perf_counter() - t0:.0f}s",
             flush=True,
@@ -524,7 +588,12 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{m['topk_logprob_drop']['2']:7.3f} {lds_v:>6} {m['seconds_median']:7.2f} "
             f"{m['tokens_processed_median']:8.0f}"
         )
-    for key in ("time_ratio_full_vs_contextcite", "time_ratio_default_audit_vs_contextcite_composed"):
+    for key in (
+        "time_ratio_full_vs_contextcite",
+        "time_ratio_default_audit_vs_contextcite_composed",
+        "time_ratio_default_audit_vs_contextcite",
+        "time_ratio_default_audit_total_vs_contextcite",
+    ):
         ratio = summary.get(key)
         print(f"{key} (median of per-case ratios): {ratio if ratio is None else round(ratio, 3)}")
 
@@ -545,6 +614,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--eval-masks", type=int, default=32, help="shared held-out masks per case for the LDS")
     p.add_argument("--no-contextcite", action="store_true", help="run without ContextCite")
+    p.add_argument(
+        "--default-audit-only",
+        action="store_true",
+        help="ContextCite and the default audit only (timed as one run each), with their evaluation",
+    )
     p.add_argument("--summary-only", action="store_true", help="rebuild OUT from OUT's .cases.jsonl, run nothing")
     p.add_argument(
         "--flip-max-new-tokens", type=int, default=64, help="answer-flip regenerations (the audit default: 64)"
