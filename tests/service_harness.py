@@ -88,8 +88,9 @@ def start_api(env: dict[str, str], log: Path, *, no_auth: bool = False) -> tuple
     raise RuntimeError(f"API did not start:\n{proc.tail()}")
 
 
-def start_worker(env: dict[str, str], log: Path) -> Proc:
-    return Proc([sys.executable, "-m", "faithaudit.cli", "worker", "--loglevel", "INFO"], env, log)
+def start_worker(env: dict[str, str], log: Path, *, queues: str | None = None) -> Proc:
+    extra = ["--queues", queues] if queues else []
+    return Proc([sys.executable, "-m", "faithaudit.cli", "worker", "--loglevel", "INFO", *extra], env, log)
 
 
 def create_key(env: dict[str, str], tenant: str) -> str:

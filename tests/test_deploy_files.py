@@ -49,3 +49,24 @@ def test_compose_runs_prometheus_and_grafana_with_the_token():
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     api_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "faithaudit-api")
     assert api_job["authorization"]["credentials_file"].endswith("faithaudit_metrics_token")
+
+
+def test_gpu_compose_routes_the_large_model_to_the_gpu_worker():
+    """deploy/compose.gpu.yml: the routed model is served, its queue is the one worker-gpu takes, that worker runs
+    on CUDA with a GPU reserved, and the routes pass the settings' own validation."""
+    from faithaudit.config import Settings
+
+    gpu = yaml.safe_load((ROOT / "deploy" / "compose.gpu.yml").read_text())
+    routes = gpu["x-routes"]
+    settings = Settings(
+        served_models=routes["FAITHAUDIT_SERVED_MODELS"], model_queues=routes["FAITHAUDIT_MODEL_QUEUES"]
+    )
+    ((model, queue),) = settings.model_queues.items()
+    assert model in settings.served_models and settings.queue_for(model) == queue != settings.queue_name
+    worker = gpu["services"]["worker-gpu"]
+    assert worker["command"][worker["command"].index("--queues") + 1] == queue
+    assert worker["environment"]["FAITHAUDIT_DEVICE"] == "cuda"
+    assert worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert worker["extends"]["service"] in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert all(gpu["services"][s]["environment"] == routes for s in ("api", "worker"))
+    assert "TORCH_INDEX" in (ROOT / "Dockerfile").read_text()

@@ -29,7 +29,7 @@ class Broker:
     def __init__(self, depth: int | None = 0, run_id: str | None = "r1") -> None:
         self.depth, self.run_id, self.sent, self.sent_jobs = depth, run_id, [], []
 
-    def send(self, audit_id: str) -> bool:
+    def send(self, audit_id: str, queue: str | None = None) -> bool:
         self.sent.append(audit_id)
         return True
 
@@ -172,7 +172,8 @@ def test_a_new_broker_instance_resends_every_queued_item_at_once(store):
     assert sorted(reap_once(store, broker, stale_enqueue_seconds=60, watch=watch)) == sorted(r.id for r in rows)
     assert broker.sent_jobs == [job.id]
     assert reap_once(store, broker, stale_enqueue_seconds=60, watch=watch) == []
-    broker.run_id, broker.send = "r3", lambda _id: False  # restarted again, but sending fails (still loading)
+    # restarted again, but sending fails (still loading)
+    broker.run_id, broker.send = "r3", lambda _id, _queue=None: False
     assert reap_once(store, broker, stale_enqueue_seconds=60, watch=watch) == []
     del broker.send  # sending works again: the restart was not forgotten
     assert sorted(reap_once(store, broker, stale_enqueue_seconds=60, watch=watch)) == sorted(r.id for r in rows)

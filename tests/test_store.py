@@ -395,7 +395,7 @@ def test_retention_deletes_finished_audits_and_jobs_past_their_age_and_keeps_act
     from faithaudit.store.reaper import reap_once
 
     class NoBroker:  # the broker is down: nothing is sent, retention still runs
-        send = send_job = staticmethod(lambda _id: False)
+        send = send_job = staticmethod(lambda _id, _queue=None: False)
         queue_depth = instance_id = staticmethod(lambda: None)
 
     long_ago = datetime.now(UTC) - timedelta(days=40)

@@ -89,7 +89,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store or Store.from_settings(settings)
-    app.state.enqueuer = enqueuer or Enqueuer(settings.broker_url, settings.queue_name)
+    app.state.enqueuer = enqueuer or Enqueuer.from_settings(settings)
     app.state.auth_enabled = auth_enabled
     app.state.signing_secret = settings.signing_secret or signing.load_or_create_secret(settings.data_dir)
     app.state.key_cache = KeyCache(ttl=settings.key_cache_seconds)

@@ -9,7 +9,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,7 @@ class AuditRow:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    queue: str | None = None  # routed to a per-model queue (Settings.model_queues); None: the default queue
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def _to_audit(row: sa.Row) -> AuditRow:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         updated_at=m["updated_at"],
+        queue=m["queue"],
     )
 
 
@@ -119,6 +121,7 @@ class AuditsStore(StoreBase):
         idempotency_key: str | None,
         planned_passes: int | None = None,
         planned_tokens: int | None = None,
+        queue: str | None = None,
         admit: Callable[[Usage], None] | None = None,
         now: datetime | None = None,
     ) -> tuple[AuditRow, bool]:
@@ -141,6 +144,7 @@ class AuditsStore(StoreBase):
             "attempts": 0,
             "planned_passes": planned_passes,
             "planned_tokens": planned_tokens,
+            "queue": queue,
             "created_at": now,
             "updated_at": now,
         }
@@ -376,7 +380,8 @@ class AuditsStore(StoreBase):
             for audit_id in requeued:
                 self._event(conn, audit_id, "requeued", now)
         with self._read() as conn:
-            return sweep_queued(conn, audits, requeued, stale_enqueue_seconds=stale_enqueue_seconds, now=now)
+            found = sweep_queued(conn, audits, requeued, stale_enqueue_seconds=stale_enqueue_seconds, now=now)
+            return replace(found, queues=_queues(conn, found.ids))
 
     # -- history and metrics -----------------------------------------------------------------------------------
 
@@ -421,6 +426,14 @@ class AuditsStore(StoreBase):
 
 
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+def _queues(conn: Connection, ids: list[str]) -> dict[str, str]:
+    """The queue of each of ``ids`` routed to one other than the default (``Settings.model_queues``)."""
+    if not ids:
+        return {}
+    query = sa.select(audits.c.id, audits.c.queue).where(audits.c.id.in_(ids), audits.c.queue.is_not(None))
+    return {r.id: r.queue for r in conn.execute(query)}
 
 
 def _held_by(audit_id: str, worker_id: str) -> sa.ColumnElement[bool]:

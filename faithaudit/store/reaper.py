@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class Broker(Protocol):
     """What the reaper needs of the queue (``faithaudit.queue.Enqueuer``)."""
 
-    def send(self, audit_id: str) -> bool: ...
+    def send(self, audit_id: str, queue: str | None = None) -> bool: ...
     def send_job(self, job_id: str) -> bool: ...
     def queue_depth(self) -> int | None: ...
     def instance_id(self) -> str | None: ...
@@ -56,8 +56,9 @@ class BrokerWatch:
 
 
 def messages_lost(found: Sweep, depth: int | None) -> bool:
-    """Fewer messages waiting than queued items: some were lost (or the depth is unknown). The queue holds only
-    audit and job messages: webhooks have a queue of their own (``Enqueuer.callback_queue``)."""
+    """Fewer messages waiting than queued items: some were lost (or the depth is unknown). The depth counts every
+    audit queue (the default one and the per-model ones), which hold only audit and job messages: webhooks have
+    queues of their own (``Enqueuer.callback_queue``)."""
     return depth is None or depth < found.queued
 
 
@@ -95,7 +96,7 @@ def reap_once(
             failed += 1
     sent: list[str] = []
     for audit_id in _to_send(audits, resend_stale=resend_stale):
-        if broker.send(audit_id):
+        if broker.send(audit_id, audits.queues.get(audit_id)):
             store.mark_enqueued(audit_id)
             sent.append(audit_id)
         else:

@@ -64,6 +64,7 @@ audits = sa.Table(
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("planned_passes", sa.Integer(), nullable=True),
     sa.Column("planned_tokens", sa.BigInteger(), nullable=True),
+    sa.Column("queue", sa.String(128), nullable=True),  # null: the default queue (Settings.queue_name)
     sa.Column("lease_owner", sa.String(), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
     sa.Column("enqueued_at", UTCDateTime(), nullable=True),

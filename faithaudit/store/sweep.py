@@ -6,6 +6,8 @@
   may have been lost with the broker's memory; the reaper sends them again only when the broker holds fewer
   messages than there are queued items (``reaper.messages_lost``), so a backlog is not flooded with duplicates.
 - ``queued``: every queued item of the table (the count the broker's depth is compared with).
+- ``queues``: the queue of each found audit routed to a queue other than the default (``Settings.model_queues``),
+  so that it is sent again where it was sent first.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Sweep:
     unsent: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     queued: int = 0
+    queues: dict[str, str] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -37,6 +40,7 @@ class Sweep:
             self.unsent + other.unsent,
             self.stale + other.stale,
             self.queued + other.queued,
+            self.queues | other.queues,
         )
 
 

@@ -39,7 +39,7 @@ def _start_reaper(**_: object) -> None:
     from faithaudit.workers.runtime import get_store
 
     settings = get_settings()
-    enqueuer = Enqueuer(settings.broker_url, settings.queue_name)
+    enqueuer = Enqueuer.from_settings(settings)
     _reaper = ReaperThread(
         get_store(),
         enqueuer,

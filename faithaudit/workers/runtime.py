@@ -174,7 +174,7 @@ def _enqueuer():
     from faithaudit.queue import Enqueuer
 
     settings = get_settings()
-    return Enqueuer(settings.broker_url, settings.queue_name)
+    return Enqueuer.from_settings(settings)
 
 
 def _callback_later(audit_id: str, request: dict) -> None:

@@ -82,7 +82,7 @@ async def submit_audit(
     )
     if created:  # after the response: the audit is already stored, and the reaper retries a failed send
         telemetry.SUBMITTED.inc()
-        background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer)
+        background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer, queue=row.queue)
     body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id), planned=cost)
     headers = {"Location": body.links.self}
     if not created:
@@ -103,13 +103,20 @@ def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: 
         idempotency_key=idempotency_key,
         planned_passes=cost.forward_passes,
         planned_tokens=cost.tokens,
+        queue=_routed_queue(audit_request, settings),
         admit=admission(settings, cost.tokens),
     )
     return row, created, cost
 
 
-def _enqueue(audit_id: str, *, store, enqueuer) -> None:
-    if enqueuer.send(audit_id):
+def _routed_queue(audit_request, settings) -> str | None:
+    """The audit's model's queue when FAITHAUDIT_MODEL_QUEUES routes it elsewhere; None: the default queue."""
+    queue = settings.queue_for(audit_request.model.name)
+    return None if queue == settings.queue_name else queue
+
+
+def _enqueue(audit_id: str, *, store, enqueuer, queue: str | None = None) -> None:
+    if enqueuer.send(audit_id, queue):
         store.mark_enqueued(audit_id)
 
 
