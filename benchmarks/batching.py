@@ -55,7 +55,7 @@ def hotpotqa_case(model, data: Path) -> Workload:
     from engine_cost import build_case
 
     case = build_case(model, data, 64)
-    return Workload(f"hotpotqa:{case.record_id}", case.request)
+    return Workload(f"hotpotqa:{case.source}", case.request)
 
 
 def masks_for(n: int, seed: int = 0) -> np.ndarray:

@@ -50,15 +50,16 @@ def test_split_prefix_attention_equals_one_masked_sdpa_call(model):
     np.testing.assert_allclose(split[:3], naive, atol=1e-3)
 
 
-def test_adaptive_audit_scores_whole_batches_and_no_held_out_masks(model):
-    docs = FILLER_DOCS[:3] + [FICTIONAL_DOC] + FILLER_DOCS[3:5]
-    assert make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE).audit.num_ablations == 64  # the default: fixed
-    audit = {"answer_flip_top_k": 0, "num_ablations": None}
-    req = make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE, audit=audit)
-    assert req.audit.num_ablations is None
+def test_default_audit_is_adaptive_scores_whole_batches_and_no_held_out_masks(model):
+    """7 sources (2^7 > 64): the default design is adaptive, in whole batches of 8, with no held-out passes; its
+    surrogate puts the fictional fact first."""
+    docs = FILLER_DOCS[:3] + [FICTIONAL_DOC] + FILLER_DOCS[3:6]
+    req = make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE, audit={"answer_flip_top_k": 0, "orders": 1})
+    assert req.audit.num_ablations is None  # the default: adaptive
     report = run_audit(req, model)
     random_masks = report.cost.by_stage["context_ablation"].forward_passes
     assert 32 <= random_masks <= 64 and random_masks % 8 == 0  # batches of 8; no held-out passes
+    assert report.controls.masks.design_kind == "adaptive" and report.controls.masks.held_out == 0
     weights = [s.surrogate_weight for s in report.sources]
     assert int(np.argmax(weights)) == 3
     assert report.summary.surrogate_lds is not None
