@@ -1,4 +1,4 @@
-"""Context ablation designs: an explicit count is honoured exactly with distinct masks and a disjoint held-out set;
+"""Context ablation designs: an explicit count is honoured exactly with distinct masks and a cross-validated LDS;
 small n is exhaustive (exact Banzhaf values, cross-validated LDS); adaptive stops once the fit is stable; every
 design bootstraps an interval per weight."""
 
@@ -32,9 +32,9 @@ class LinearScorer:
 def test_fixed_count_is_honoured_exactly():
     scorer = LinearScorer()
     res = ablation.fixed_ablation(scorer, 10, 24, keep_probability=0.5, seed=0, solver=LassoSolver(0.01), tokens=3)
-    assert res.design == "random" and res.lds_method == "held_out"
-    assert res.random_masks == 24 and res.held_out_masks == interventions.held_out_count(24)
-    assert scorer.scored == 24 + interventions.held_out_count(24)
+    assert res.design == "random" and res.lds_method == "cross_validation"
+    assert res.random_masks == 24 and res.held_out_masks == 0
+    assert scorer.scored == 24  # the LDS is cross-validated over the fit masks: no extra pass
     assert np.argmax(res.surrogate.weights) == 1
     assert res.lds is not None and res.lds > 0.8
 
@@ -87,12 +87,15 @@ def test_stability_rule(previous, current, stable):
 def test_fit_masks_are_distinct_and_no_evaluation_mask_is_in_the_fit_set():
     scorer = LinearScorer(weights=TRUE_WEIGHTS[:6])
     res = ablation.fixed_ablation(scorer, 6, 40, keep_probability=0.5, seed=2, solver=LassoSolver(0.01), tokens=3)
-    fit, held = scorer.batches
+    (fit,) = scorer.batches
     assert len({m.tobytes() for m in fit}) == 40 == res.random_masks
-    assert len(held) == ablation.held_out_for(6, 40) == 16
-    assert not {m.tobytes() for m in fit} & {m.tobytes() for m in held}
+    assert res.lds_method == "cross_validation" and res.lds is not None and res.lds > 0.8
+    with pytest.raises(AssertionError, match="fit set"):  # each fold's evaluation masks are checked against its fit
+        ablation.cross_validated_lds(
+            np.vstack([fit, fit[:1]]), np.zeros(41), solver=LassoSolver(0.01), tokens=3, seed=0
+        )
     with pytest.raises(AssertionError, match="fit set"):
-        ablation.assert_disjoint(fit, np.vstack([held, fit[:1]]))
+        ablation.assert_disjoint(fit, fit[:1])
 
 
 def test_distinct_masks_keep_the_stream_order_and_run_out_honestly():

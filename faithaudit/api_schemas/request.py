@@ -155,8 +155,8 @@ class AuditOptions(_Strict):
         "masks in batches of 8, stopping once the fit is stable, with the leave-one-out and no-context passes "
         "joining the fit and each batch predicted before it joins (the LDS, no extra pass); every mask when 2^n <= "
         "64. On the benchmark its LDS equals the fixed-64 fit's within 0.005 at ~0.45x its passes "
-        "(benchmarks/README.md). A number N is honoured exactly: N distinct random masks, ContextCite's design, plus "
-        "max(16, N/4) held-out masks for the LDS (every mask when 2^n <= N).",
+        "(benchmarks/README.md). A number N is honoured exactly: N distinct random masks, ContextCite's design, and a "
+        "4-fold cross-validated LDS over them (every mask when 2^n <= N).",
     )
     keep_probability: float = Field(default=0.5, gt=0.0, lt=1.0)
     lasso_alpha: float = Field(default=0.01, gt=0.0)

@@ -9,7 +9,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from faithaudit.api_schemas import AuditRequest, Controls
 from faithaudit.api_schemas.report import ComputeControls, MaskControls
-from faithaudit.audits import interventions
 from faithaudit.audits.ablation import BOOTSTRAP_RESAMPLES, AdaptivePolicy
 from faithaudit.audits.context import Findings, Surrogate
 from faithaudit.audits.model.adapter import ModelAdapter
@@ -105,8 +104,8 @@ def _masks(request: AuditRequest, fit: Surrogate) -> MaskControls:
     opts = request.audit
     designs = {
         "exhaustive": "every keep-mask (2^n <= the budget): exact Banzhaf values, 4-fold cross-validated LDS",
-        "random": "distinct Bernoulli(keep_probability) masks from one seeded stream; held-out masks (none in the "
-        f"fit set) from seed + {interventions.HELD_OUT_SEED_OFFSET}",
+        "random": "distinct Bernoulli(keep_probability) masks from one seeded stream (ContextCite's design, "
+        "without replacement); 4-fold cross-validated LDS",
         "adaptive": f"adaptive: distinct masks in batches up to {AdaptivePolicy().max_masks}, stopping once the fit "
         "is stable; each batch predicted before it joins the fit",
     }
