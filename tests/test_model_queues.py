@@ -4,16 +4,15 @@ it and nothing else does. Bad routes stop the command at start-up, naming the va
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from cases import ROOT, load_example
+from cases import load_example
 from inprocess import service_client
 from service_harness import create_key, service_env, start_api, start_worker, wait_for
+from test_batching import _cli
 
 from faithaudit.config import Settings
 from faithaudit.store.reaper import reap_once
@@ -77,15 +76,6 @@ def test_worker_on_the_model_queue_runs_the_routed_audit(tmp_path):
     ],
 )
 def test_bad_route_is_a_start_up_error(env, args, named):
-    import os
-
-    done = subprocess.run(
-        [sys.executable, "-m", "faithaudit.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _cli(*args, **env)
     assert done.returncode == 2, done.stderr
     assert named in done.stderr
