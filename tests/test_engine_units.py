@@ -102,9 +102,12 @@ def test_given_response_reliance_labels_flips_and_progress():
     assert s["key"].banzhaf_range == pytest.approx((12.0, 12.0))  # additive: the same change in every context
     lo, hi = s["key"].surrogate_interval
     assert lo <= s["key"].surrogate_weight <= hi and lo > 0
-    assert stages["orders"].forward_passes == 2 * 4 and stages["placebos"].forward_passes == 16
-    assert stages["answer_flip"].forward_passes == 1 + 16 + 1  # the full answer, each placebo, one source
+    # the margin holds, so each placebo is scored and then answered from its own cache: one token fed per answer
+    assert stages["orders"].forward_passes == 2 * 4 and stages["placebos"].forward_passes == 16 + 16
+    assert stages["answer_flip"].forward_passes == 1 + 1  # the full answer and one source
     assert report.cost.forward_passes == model.counter.forward_passes
+    unflipped = run_audit(rag(answer_flip_top_k=0), scripted()).cost.by_stage["placebos"]
+    assert unflipped.forward_passes == 16 and stages["placebos"].tokens_processed == unflipped.tokens_processed + 16
 
 
 def test_attention_is_reported_against_neutral_text_at_the_same_position():

@@ -1,6 +1,8 @@
 """Behaviour pinned across refactors: the RAG and agent examples (``num_ablations: 8``) reproduce the reports
 recorded before the engine was split into stages (``tests/data/golden/record.py``): labels, ranks, flags and every
-other non-float exactly, every float within 1e-5; timings are ignored."""
+other non-float exactly, every float within 5e-4 (or 5e-5 relative); timings are ignored. Not 1e-5: the same
+float32 passes on another CPU family differ by up to ~1e-4 nats (AMD EPYC against the machine that recorded them).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import pytest
 from cases import ROOT
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
-TOLERANCE = 1e-5
+TOLERANCE = 5e-4
+RELATIVE = 5e-5  # ratios of small differences (reliance_z) carry the same error, scaled up
 TIMINGS = {"seconds"}
 
 
@@ -32,7 +35,7 @@ def differences(expected, actual, path: str = "", *, tolerance: float = TOLERANC
     floats = isinstance(expected, float) or isinstance(actual, float)
     if floats and not isinstance(expected, bool) and not isinstance(actual, bool):
         if isinstance(expected, int | float) and isinstance(actual, int | float):
-            if math.isclose(expected, actual, rel_tol=0, abs_tol=tolerance):
+            if math.isclose(expected, actual, rel_tol=RELATIVE, abs_tol=tolerance):
                 return []
     elif expected == actual and type(expected) is type(actual):
         return []
@@ -41,8 +44,8 @@ def differences(expected, actual, path: str = "", *, tolerance: float = TOLERANC
 
 def test_comparison_catches_what_it_must():
     base = {"a": 1.0, "label": "decisive", "ranks": [1, 2], "cost": {"seconds": 3.0}}
-    assert differences(base, {**base, "a": 1.000009, "cost": {"seconds": 9.0}}) == []
-    assert differences(base, {**base, "a": 1.00002}) == [".a: 1.00002, expected 1.0"]
+    assert differences(base, {**base, "a": 1.0004, "cost": {"seconds": 9.0}}) == []
+    assert differences(base, {**base, "a": 1.001}) == [".a: 1.001, expected 1.0"]
     assert differences(base, {**base, "label": "supporting"})
     assert differences(base, {**base, "ranks": [2, 1]})
     assert differences(base, {**base, "extra": None}) == [".extra: unexpected"]

@@ -92,3 +92,31 @@ def test_random_masks_scored_with_neighbour_reuse_equal_fresh_passes(model):
     naive = [_naive_logprob(model, layout.build(list(m)).ids, response_ids) for m in masks]
     np.testing.assert_allclose(fast, naive, atol=1e-3)
     assert fed < sum(len(layout.build(list(m)).ids) + len(response_ids) for m in masks)
+
+
+def test_placebo_answers_from_their_own_pass_equal_regenerations_that_feed_the_prompt_again(model):
+    """The flip check's greedy answer after each placebo, generated from that placebo pass's own KV cache, is the
+    answer a regeneration feeding the placebo prompt again gives (the path it replaces), at a fraction of the
+    tokens; the scores are those of the plain scorer."""
+    from faithaudit.audits.placebos import placebo_prompts
+    from faithaudit.audits.scoring import logprobs, score_full_context, score_pairs
+    from faithaudit.audits.stages.flips import generate_text, score_then_answer
+
+    docs = [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]]
+    layout = build_layout(make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE), model)
+    response_ids = model.encode(FICTIONAL_RESPONSE)
+    base = score_full_context(model, layout, response_ids, with_attention=False)
+    _, prompts = placebo_prompts(layout, model, FICTIONAL_QUERY, 3, seed=0)
+    pairs = [(p, response_ids) for p in prompts]
+
+    def fed(fn):
+        before = model.counter.tokens_processed
+        out = fn()
+        return out, model.counter.tokens_processed - before
+
+    (scores, answers), together = fed(lambda: score_then_answer(model, pairs, reuse=base.cache, max_new_tokens=12))
+    plain, scored = fed(lambda: score_pairs(model, pairs, base=base))
+    again, regenerated = fed(lambda: [generate_text(model, p, 12, base.cache) for p in prompts])
+    assert answers == again and all(answers), answers
+    np.testing.assert_allclose(logprobs(scores), logprobs(plain), atol=1e-4)
+    assert together - scored <= 0.2 * regenerated, (together, scored, regenerated)

@@ -35,6 +35,7 @@ class StageContext:
     progress: ProgressTracker
     solver: SurrogateSolver | None = None  # context_ablation: None = Lasso(audit.lasso_alpha)
     tools: ToolFactory | None = None  # agent replays (audit.replay_turns)
+    stages: frozenset[str] = frozenset()  # the names of the stages this audit runs (``AuditPlan``)
 
     @property
     def options(self) -> AuditOptions:
@@ -109,6 +110,7 @@ class Placebos:
     positions: tuple[int, ...]
     prompts: tuple[tuple[int, ...], ...]  # the full prompt with each placebo inserted
     noise: NoiseFloor
+    answers: tuple[str, ...] | None = None  # the greedy answer after each prompt, when answer flips will ask
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,10 @@ def run_audit(
         base = score_full_context(model, layout, response_ids, with_attention=plan.with_attention)
     tracker.step("full_context")
 
-    ctx = StageContext(request, model, layout, response, response_ids, base, tracker, solver=solver, tools=tools)
+    ctx = StageContext(
+        request, model, layout, response, response_ids, base, tracker,
+        solver=solver, tools=tools, stages=frozenset(s.name for s in plan.stages),
+    )  # fmt: skip
     found = Findings(answer_full=response if origin == "generated" else None)
     for stage in plan.stages:
         if stage.metered:

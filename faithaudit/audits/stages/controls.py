@@ -3,6 +3,8 @@
 ``placebos``: neutral, length-matched filler sources (``audits.placebos``) inserted one at a time at seeded
 positions; each one's reliance is log p(resp | with it) - log p(resp | without it). Their spread is the noise
 floor every real source is judged against. Each prompt reuses the full context's KV cache up to the insertion.
+When answer flips will count (``stages.flips.answer_gate``), the greedy answer after each placebo is generated
+here from that pass's own cache, for the placebos' flip rate.
 
 ``orders``: extra seeded permutations of the documents, each re-scoring the full context and leave-one-out, so
 that every reliance gets an interval over the orders. A trace keeps its causal order and is not permuted.
@@ -11,6 +13,7 @@ that every reliance gets an interval over the orders. A trace keeps its causal o
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -20,6 +23,7 @@ from faithaudit.audits.noise import NoiseFloor, seeded_orders
 from faithaudit.audits.placebos import placebo_prompts
 from faithaudit.audits.plan import register_stage
 from faithaudit.audits.scoring import logprobs, score_full_context, score_masks, score_pairs
+from faithaudit.audits.stages.flips import answer_gate, score_then_answer
 
 
 @register_stage("placebos", passes=lambda o, n: o.placebos, order=25, selects=lambda o: o.placebos > 0)
@@ -27,13 +31,23 @@ def placebos(ctx: StageContext, found: Findings) -> Findings:
     opts = ctx.options
     items, prompts = placebo_prompts(ctx.layout, ctx.model, ctx.request.query, opts.placebos, seed=opts.seed)
     pairs = [(ids, ctx.response_ids) for ids in prompts]
-    scores = score_pairs(ctx.model, pairs, base=ctx.base, on_each=ctx.progress.ticker("placebos"))
+    tick = ctx.progress.ticker("placebos")
+    gate = answer_gate(ctx) if "answer_flip" in ctx.stages else None
+    answers = None
+    if gate is not None and gate.margin_holds:  # answer flips will regenerate after every placebo: do it now
+        each = partial(ctx.progress.step, "placebos", 2)  # the pass and the flip's planned regeneration
+        scores, answers = score_then_answer(
+            ctx.model, pairs, reuse=ctx.base.cache, max_new_tokens=gate.budget, on_each=each
+        )
+    else:
+        scores = score_pairs(ctx.model, pairs, base=ctx.base, on_each=tick)
     reliance = logprobs(scores) - ctx.base.score.logprob
     found_placebos = Placebos(
         texts=tuple(p.text for p in items),
         positions=tuple(p.position for p in items),
         prompts=tuple(prompts),
         noise=NoiseFloor.of(reliance),
+        answers=None if answers is None else tuple(answers),
     )
     return replace(found, placebos=found_placebos)
 

@@ -10,14 +10,14 @@ no label. Regenerations stop at the response's tokens through the answer span, p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from faithaudit.audits.answers import answer_span, keeps_answer, span_positions
 from faithaudit.audits.context import Findings, Flip, FlipCheck, StageContext
-from faithaudit.audits.model.adapter import CachedContext, ModelAdapter
+from faithaudit.audits.model.adapter import CachedContext, ModelAdapter, ResponseScore
 from faithaudit.audits.plan import register_stage
 
 EXTRA_TOKENS = 8
@@ -57,28 +57,72 @@ def _candidates(ctx: StageContext, found: Findings) -> list[int]:
     return above[: ctx.options.answer_flip_top_k]
 
 
-def _stability(ctx: StageContext, found: Findings) -> FlipCheck:
-    """The answer span, the greedy margin over it, and (when the margin holds) the placebos' flip rate."""
-    rules = ctx.options.labels
+@dataclass(frozen=True)
+class AnswerGate:
+    """What the flip check needs before any regeneration: the answer span, the greedy margin over it under the
+    full context, the regeneration budget, and whether the margin is wide enough for flips to count."""
+
+    span: tuple[str, ...]
+    margin: float | None  # smallest top-1 minus top-2 log-prob over the answer span, nats
+    budget: int  # max_new_tokens of every regeneration: the response through the answer span, + 8
+    margin_holds: bool
+
+
+def answer_gate(ctx: StageContext) -> AnswerGate:
+    """The answer span, its greedy margin and the regeneration budget, from the full-context pass alone (the
+    placebos stage asks too: when the margin holds it answers after each placebo from that pass's own cache)."""
     span = answer_span(ctx.response_text, ctx.request.query)
     positions = span_positions(ctx.response_ids, span, ctx.model.decode)
     margins = ctx.base.score.margins
     margin = float(np.min(margins[positions])) if positions and margins is not None else None
     through = positions[-1] + 1 if positions else len(ctx.response_ids)
     budget = min(ctx.request.model.max_new_tokens, through + EXTRA_TOKENS)
-    counted = bool(span) and margin is not None and margin >= rules.min_greedy_margin
-    rate = None
+    holds = bool(span) and margin is not None and margin >= ctx.options.labels.min_greedy_margin
+    return AnswerGate(span=tuple(span), margin=margin, budget=budget, margin_holds=holds)
+
+
+def _stability(ctx: StageContext, found: Findings) -> FlipCheck:
+    """The answer gate and (when the margin holds) the placebos' flip rate; the placebos stage has usually
+    generated their answers already, otherwise they are generated here."""
+    gate = answer_gate(ctx)
+    counted, rate = gate.margin_holds, None
     if counted and found.placebos is not None:
-        flipped = []
-        for prompt in found.placebos.prompts:
-            text = generate_text(ctx.model, prompt, budget, ctx.base.cache)
-            flipped.append(not keeps_answer(text, span))
-            ctx.progress.step("answer_flip")
-        rate = float(np.mean(flipped))
-        counted = rate <= rules.max_placebo_flip_rate
+        answers = found.placebos.answers
+        if answers is None:
+            answers = []
+            for prompt in found.placebos.prompts:
+                answers.append(generate_text(ctx.model, prompt, gate.budget, ctx.base.cache))
+                ctx.progress.step("answer_flip")
+        rate = float(np.mean([not keeps_answer(text, gate.span) for text in answers]))
+        counted = rate <= ctx.options.labels.max_placebo_flip_rate
     return FlipCheck(
-        answer_span=tuple(span), margin=margin, placebo_flip_rate=rate, counted=counted, max_new_tokens=budget
+        answer_span=gate.span, margin=gate.margin, placebo_flip_rate=rate, counted=counted, max_new_tokens=gate.budget
     )
+
+
+def score_then_answer(
+    model: ModelAdapter,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],  # (prompt ids, response ids)
+    *,
+    reuse: CachedContext | None,
+    max_new_tokens: int,
+    on_each: Callable[[], None] | None = None,
+) -> tuple[list[ResponseScore], list[str]]:
+    """Score each pair, then regenerate greedily after its prompt from that pass's own KV cache (one token fed,
+    not the prompt's suffix again). Each pass reuses the longest prefix it shares with ``reuse`` or the previous
+    pass. One pair at a time: the caches are dropped as soon as their answer is out."""
+    scores: list[ResponseScore] = []
+    answers: list[str] = []
+    previous: CachedContext | None = None
+    for prompt, target in pairs:
+        ids = tuple(prompt) + tuple(target)
+        best = max((c for c in (reuse, previous) if c is not None), key=lambda c: c.common_prefix(ids), default=None)
+        (score,), previous = model.score_batch([(prompt, target)], reuse=best, keep_cache=True)
+        scores.append(score)
+        answers.append(generate_text(model, prompt, max_new_tokens, previous))
+        if on_each is not None:
+            on_each()
+    return scores, answers
 
 
 def generate_text(
