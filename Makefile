@@ -116,8 +116,11 @@ bench-controls: setup
 bench-agent: setup
 	$(BIN)/python benchmarks/engine_cost.py --case agent
 
+# 100 clients arriving over 1 s while a worker (1 torch thread) is busy: 2 API processes (serve --workers 2) on
+# PostgreSQL (a schema of its own per run, dropped after); 5 runs, the verdict on the median p99 (target < 50 ms).
 bench-api: setup
-	$(BIN)/python benchmarks/api_load.py
+	PYTHONPATH=. $(BIN)/python benchmarks/api_load.py --postgres --api-workers 2 --torch-threads 1 --ramp 1 --runs 5 \
+	  --json benchmarks/results/api_load.json
 
 # Workers SIGKILLed and the broker restarted under a stream of work: nothing lost, stuck or written twice.
 drill: setup

@@ -4,7 +4,7 @@
     faithaudit render REPORT.json --html OUT                  re-render a saved report as an HTML page
     faithaudit corpus add NAME FILE.jsonl [--tenant T]        embed documents into a corpus (retriever replay)
     faithaudit gate SUITE [--server URL --api-key KEY]        CI gate: exit 0 pass, 1 fail, 2 bad suite, 3 not run
-    faithaudit serve [--host H] [--port P] [--no-auth]       the HTTP API (never imports torch)
+    faithaudit serve [--host H] [--port P] [--workers N]     the HTTP API (never imports torch)
     faithaudit worker                                         a Celery worker on the broker
     faithaudit keys create --tenant T | list | revoke ID      API keys (stored hashed)
     faithaudit db upgrade                                     apply the store's migrations
@@ -877,23 +877,85 @@ def db_upgrade() -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No API keys: for a local demo only.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port (uvicorn's supervisor restarts one that dies). More than 1 needs "
+            "PostgreSQL (FAITHAUDIT_DATABASE_URL).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API. Audits are run by `faithaudit worker` processes."""
-    import uvicorn
-
     from faithaudit.config import get_settings
-    from faithaudit.service.app import create_app
 
     settings = get_settings()
+    if workers > 1 and _url_backend(settings.resolved_database_url()) != "postgresql":
+        err.print(
+            f"[red]error:[/red] --workers {workers}: several API processes need PostgreSQL "
+            "(FAITHAUDIT_DATABASE_URL=postgresql+psycopg://...); on SQLite every write waits on one file lock, across "
+            "processes by sleeping and retrying, so more processes only lengthen the wait. Use --workers 1 on SQLite.",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     if settings.public_url is None:  # links name the address served here, never a request's Host header
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         settings = settings.model_copy(update={"public_url": f"http://{local}:{port}"})
-    store = _store()
+    store = _store()  # the migrations, applied once here before any API process starts
     if no_auth:
         err.print("[yellow]warning: --no-auth: every request acts as tenant 'local'[/yellow]")
-    uvicorn.run(create_app(settings, store=store, auth_enabled=not no_auth), host=host, port=port, log_level="info")
+    if workers == 1:
+        import uvicorn
+
+        from faithaudit.service.app import create_app
+
+        app = create_app(settings, store=store, auth_enabled=not no_auth, warm_up=True)
+        uvicorn.run(app, host=host, port=port, workers=1, log_level="info")  # not WEB_CONCURRENCY: --workers
+        return
+    store.dispose()
+    _serve_processes(host=host, port=port, workers=workers, auth_enabled=not no_auth, public_url=settings.public_url)
+
+
+def _url_backend(url: str) -> str:
+    """``sqlite`` or ``postgresql`` (``postgres`` too) from a database URL's scheme, without its driver."""
+    scheme = url.partition(":")[0].partition("+")[0].lower()
+    return "postgresql" if scheme == "postgres" else scheme
+
+
+def _serve_processes(*, host: str, port: int, workers: int, auth_enabled: bool, public_url: str | None) -> None:
+    """``workers`` API processes on one socket, under uvicorn's supervisor. Each builds its own app, store and
+    reaper from the environment (``service.app.create_app_from_env``); what this command decided beyond the
+    settings (``--no-auth``, the public URL) travels in ``SERVE_OPTIONS_ENV``. A process that fails to start stops
+    them all, and this command exits 1."""
+    import os
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from faithaudit.service.app import ServeOptions
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        err.print(
+            "[yellow]warning: PROMETHEUS_MULTIPROC_DIR is unset: /metrics shows the counters of whichever API "
+            "process answers the scrape[/yellow]"
+        )
+    os.environ.update(ServeOptions(auth_enabled=auth_enabled, public_url=public_url).to_env())
+    config = uvicorn.Config(
+        "faithaudit.service.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        err.print("[red]error:[/red] an API process failed to start (its log is above)", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -76,6 +76,12 @@ class Enqueuer:
             return False
         return True
 
+    def prepare(self) -> None:
+        """Build the Celery client and load the broker's transport (kombu's, and the redis client: about half a
+        second on the first send otherwise), without connecting: the broker may be down."""
+        with self.app.connection_for_write():
+            pass
+
     def ping(self) -> bool:
         try:
             with self.app.connection_for_write() as conn:

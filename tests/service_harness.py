@@ -70,22 +70,40 @@ class Proc:
         return self.log.read_text(errors="replace")[-n:]
 
 
-def start_api(env: dict[str, str], log: Path, *, no_auth: bool = False) -> tuple[Proc, str]:
+def start_api(env: dict[str, str], log: Path, *, no_auth: bool = False, workers: int = 1) -> tuple[Proc, str]:
+    """``faithaudit serve`` on a free port; with ``workers`` > 1, returns once every API process has started."""
     port = free_port()
-    args = [sys.executable, "-m", "faithaudit.cli", "serve", "--port", str(port)] + (["--no-auth"] if no_auth else [])
-    proc = Proc(args, env, log)
+    args = [sys.executable, "-m", "faithaudit.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    proc = Proc(args + (["--no-auth"] if no_auth else []), env, log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise RuntimeError(f"API exited:\n{proc.tail()}")
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
+            healthy = httpx.get(base + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.2)
+            healthy = False
+        if healthy and proc.log.read_text(errors="replace").count("Application startup complete") >= workers:
+            return proc, base
+        time.sleep(0.2)
     proc.stop()
     raise RuntimeError(f"API did not start:\n{proc.tail()}")
+
+
+def api_processes(api: Proc) -> list[int]:
+    """The pids of the API processes that ``serve --workers N`` started (its children, less multiprocessing's
+    resource tracker)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == api.popen.pid and b"resource_tracker" not in cmdline:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
 
 
 def start_worker(env: dict[str, str], log: Path, *, queues: str | None = None) -> Proc:
@@ -120,16 +138,17 @@ def wait_for(client: httpx.Client, audit_id: str, predicate, *, timeout: float, 
 
 
 @contextmanager
-def postgres_schema():
-    """A fresh schema in the local PostgreSQL `test` database; yields a URL whose search_path is that schema."""
+def postgres_schema(base: str = PG_BASE):
+    """A fresh schema in the local PostgreSQL `test` database (or ``base``, a URL without a query); yields a URL
+    whose search_path is that schema."""
     import sqlalchemy as sa
 
     name = f"fa_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_BASE)
+    admin = sa.create_engine(base)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
     try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{name}"
+        yield f"{base}?options=-csearch_path%3D{name}"
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))

@@ -215,6 +215,65 @@ def test_api_process_never_imports_torch():
     assert out.stdout.strip() == "False False", out.stdout + out.stderr
 
 
+def test_each_api_process_builds_its_app_from_the_serve_options(tmp_path, monkeypatch):
+    """`serve --workers N` hands --no-auth and its public URL to each process in SERVE_OPTIONS_ENV; absent, keys
+    are required and the settings' URL is kept. A process whose app cannot be built exits with uvicorn's start-up
+    failure code, so `serve` stops (exit 1) instead of restarting it for ever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    from faithaudit.config import get_settings
+    from faithaudit.service.app import SERVE_OPTIONS_ENV, ServeOptions, create_app_from_env
+
+    options = ServeOptions(auth_enabled=False, public_url="http://10.0.0.5:8000")
+    assert ServeOptions.from_env(options.to_env()) == options and ServeOptions.from_env({}) == ServeOptions()
+    monkeypatch.setenv("FAITHAUDIT_DATABASE_URL", f"sqlite:///{tmp_path / 'fa.db'}")
+    monkeypatch.setenv("FAITHAUDIT_SIGNING_SECRET", "test-secret")
+    monkeypatch.setenv("FAITHAUDIT_PUBLIC_URL", "https://audits.example.com")
+    monkeypatch.setenv(SERVE_OPTIONS_ENV, options.model_dump_json())
+    get_settings.cache_clear()
+    try:
+        app = create_app_from_env()
+        assert app.state.auth_enabled is False and app.state.settings.public_url == "http://10.0.0.5:8000"
+        monkeypatch.delenv(SERVE_OPTIONS_ENV)
+        app = create_app_from_env()
+        assert app.state.auth_enabled is True and app.state.settings.public_url == "https://audits.example.com"
+        # an app that cannot be built is uvicorn's start-up failure: its supervisor stops, never restarts for ever
+        monkeypatch.delenv("FAITHAUDIT_SIGNING_SECRET")
+        (tmp_path / "a-file").write_text("")
+        monkeypatch.setenv("FAITHAUDIT_DATA_DIR", str(tmp_path / "a-file"))  # no signing secret can be kept
+        get_settings.cache_clear()
+        with pytest.raises(SystemExit) as stopped:
+            create_app_from_env()
+        assert stopped.value.code == STARTUP_FAILURE
+    finally:
+        get_settings.cache_clear()
+
+
+def test_warm_up_never_stops_the_api(tmp_path, caplog):
+    """`serve` warms each process up before it takes requests; a served model it cannot plan for is logged, and
+    the API starts all the same."""
+    from fastapi.testclient import TestClient
+
+    from faithaudit.config import Settings
+    from faithaudit.service.app import create_app
+
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{")
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'fa.db'}",
+        data_dir=tmp_path,
+        signing_secret="test-secret",
+        served_models=["smollm2-135m-instruct", str(broken)],
+    )
+    app = create_app(settings, run_reaper=False, warm_up=True)
+    with caplog.at_level("WARNING", logger="faithaudit.service.app"), TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and f"warm-up of model {broken} skipped" in messages[0], messages
+    app.state.store.dispose()
+
+
 def _succeeded_audit(client, store, key: str, model) -> str:
     """Submit over HTTP, then run the real engine under a lease, as a worker would."""
     from faithaudit.api_schemas import AuditRequest

@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 from cases import load_example
 from service_harness import (
     ROOT,
+    api_processes,
     create_key,
     free_port,
     postgres_schema,
@@ -207,3 +210,76 @@ class _database:
     def __exit__(self, *exc) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(*exc)
+
+
+def test_serve_with_two_api_processes_on_postgresql(tmp_path):
+    """`serve --workers 2`: two torch-free API processes on one port and one PostgreSQL store (migrated once, by
+    the parent); concurrent submits on fresh connections, reads, the list and an idempotent replay all answer."""
+    with postgres_schema() as url:
+        env = service_env(tmp_path, database_url=url, broker_url="redis://127.0.0.1:6379/0")
+        key = create_key(env, "acme")
+        api, base = start_api(env, tmp_path / "api.log", workers=2)
+        try:
+            children = api_processes(api)
+            assert len(children) == 2, (children, api.tail())
+            for pid in children:  # no torch library mapped in either API process
+                assert "torch" not in Path(f"/proc/{pid}/maps").read_text(), pid
+            headers = {"Authorization": f"Bearer {key}"}
+
+            def submit(i: int, idempotency_key: str | None = None) -> httpx.Response:
+                extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+                body = SMALL | {"query": f"{SMALL['query']} ({i})"}
+                with httpx.Client(base_url=base, headers=headers | extra, timeout=30) as client:  # a new connection
+                    return client.post("/v1/audits", json=body)
+
+            with ThreadPoolExecutor(8) as pool:
+                submitted = list(pool.map(submit, range(16)))
+                replayed = list(pool.map(lambda _: submit(99, "same-key"), range(4)))
+            assert [r.status_code for r in submitted + replayed] == [202] * 20, [r.text for r in submitted]
+            assert len({r.json()["id"] for r in replayed}) == 1  # one audit, whichever process answered
+            ids = {r.json()["id"] for r in submitted + replayed}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+                for audit_id in ids:
+                    assert client.get(f"/v1/audits/{audit_id}").json()["status"] == "queued"
+                listed = client.get("/v1/audits", params={"limit": 50}).json()
+                assert {a["id"] for a in listed["items"]} == ids, listed
+                assert httpx.get(f"{base}/v1/audits", timeout=10).status_code == 401  # keys are still required
+            assert api.popen.poll() is None and "Traceback" not in api.tail(100_000)
+        finally:
+            api.stop()
+            _drop_queue(env)
+
+
+def _drop_queue(env: dict[str, str]) -> None:
+    """The Redis keys of the test's own queue (no worker took its messages)."""
+    import redis
+
+    queue = env["FAITHAUDIT_QUEUE_NAME"]
+    client = redis.Redis.from_url(env["FAITHAUDIT_BROKER_URL"], socket_timeout=5)
+    try:
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (("--workers", "0"), {}, "--workers"),
+        (("--workers", "2"), {}, "--workers 2: several API processes need PostgreSQL"),  # SQLite
+        (("--port", "70000"), {}, "--port"),
+        (("--workers", "2"), {"FAITHAUDIT_REAPER_INTERVAL_SECONDS": "0"}, "FAITHAUDIT_REAPER_INTERVAL_SECONDS"),
+    ],
+)
+def test_bad_serve_option_is_a_start_up_error(tmp_path, args, env, named):
+    done = subprocess.run(
+        [sys.executable, "-m", "faithaudit.cli", "serve", "--port", str(free_port()), *args],
+        cwd=ROOT,
+        env=service_env(tmp_path, database_url=f"sqlite:///{tmp_path / 'fa.db'}", broker_url="redis://x") | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert named in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+    assert not (tmp_path / "fa.db").exists()  # refused before the store was opened

@@ -1,13 +1,23 @@
-"""The FastAPI application factory. The API process never imports torch: audits run on the workers."""
+"""The FastAPI application factory. The API process never imports torch: audits run on the workers.
+
+``create_app`` takes its settings and store; ``create_app_from_env`` is the factory each process of
+``faithaudit serve --workers N`` calls (uvicorn ``factory=True``): the settings from the ``FAITHAUDIT_*``
+variables, ``ServeOptions`` from ``SERVE_OPTIONS_ENV`` (what the command decided beyond the settings), and a store
+of its own.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faithaudit import __version__
@@ -20,10 +30,73 @@ from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import RequestEdge
 from faithaudit.service.openapi import build_openapi, install_docs
 from faithaudit.service.routes import audits, health, imports, jobs, ui, usage
+from faithaudit.service.validation import parse_audit_request, planned
 from faithaudit.store import Store
 from faithaudit.store.reaper import ReaperThread
 
 log = logging.getLogger(__name__)
+
+SERVE_OPTIONS_ENV = "FAITHAUDIT_SERVE_OPTIONS"  # set by `faithaudit serve` for its API processes; not a setting
+
+
+class ServeOptions(BaseModel):
+    """What ``faithaudit serve`` decided beyond the settings, carried to each API process as JSON in
+    ``SERVE_OPTIONS_ENV``: whether keys are required (``--no-auth``) and the public URL it computed from its bind
+    address when ``FAITHAUDIT_PUBLIC_URL`` is unset. Absent, keys are required and the settings' URL is kept."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    auth_enabled: bool = True
+    public_url: str | None = None
+
+    def to_env(self) -> dict[str, str]:
+        return {SERVE_OPTIONS_ENV: self.model_dump_json()}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeOptions:
+        raw = (os.environ if environ is None else environ).get(SERVE_OPTIONS_ENV)
+        return cls() if raw is None else cls.model_validate_json(raw)
+
+
+def create_app_from_env() -> FastAPI:
+    """One API process of ``faithaudit serve --workers N``: its own settings, store and reaper. The parent has
+    applied the store's migrations before starting it. A failure here exits with uvicorn's start-up failure code,
+    so that its supervisor stops every process rather than restarting this one for ever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        options = ServeOptions.from_env()
+        settings = get_settings()
+        if options.public_url is not None:
+            settings = settings.model_copy(update={"public_url": options.public_url})
+        return create_app(settings, auth_enabled=options.auth_enabled, warm_up=True)
+    except Exception:
+        log.exception("this API process cannot start")
+        raise SystemExit(STARTUP_FAILURE) from None
+
+
+def _warm_up(settings: Settings, store: Store, enqueuer: Enqueuer) -> None:
+    """Run a submit's first-time work before this process takes requests: each served model's tokenizer and chat
+    template loaded, validation and planning run once on a small request (nothing stored or sent), a database
+    connection opened and the broker's client loaded (not connected). Without it the first submit a process
+    answers takes about a second. A failure is logged and skipped: the warm-up never stops the API."""
+    for name in settings.served_models:
+        body = {
+            "query": "Warm-up.",
+            "response": "Warm-up.",
+            "pipeline": {"kind": "rag", "documents": [{"id": "d1", "text": "Warm-up."}]},
+            "model": {"name": name},
+        }
+        try:
+            planned(parse_audit_request(json.dumps(body).encode(), settings), settings)
+        except Exception as exc:  # an unusable model is the submit's 422 to give, not a start-up failure
+            log.warning("warm-up of model %s skipped: %s", name, exc)
+    if not store.ping():
+        log.warning("warm-up: the database did not answer")
+    try:
+        enqueuer.prepare()
+    except Exception as exc:  # a broker URL kombu cannot use: each send will say so, and the reaper retries
+        log.warning("warm-up of the broker client skipped: %s", exc)
 
 
 def _error(
@@ -60,11 +133,15 @@ def create_app(
     enqueuer: Enqueuer | None = None,
     auth_enabled: bool = True,
     run_reaper: bool = True,
+    warm_up: bool = False,
 ) -> FastAPI:
+    """``warm_up``: run ``_warm_up`` at start-up, before the first request is taken (``faithaudit serve`` does)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if warm_up:
+            _warm_up(settings, app.state.store, app.state.enqueuer)
         reaper = None
         if run_reaper:
             reaper = ReaperThread(

@@ -70,10 +70,21 @@ def _load(name: str, folder: Path) -> TokenizerOnly:
     )
 
 
+_FOLDERS: dict[tuple[str, Path], Path] = {}  # (model name, cache dir) -> its folder, once found
+
+
 def counter_for(model_name: str, cache_dir: Path) -> TokenizerOnly | None:
-    """The model's tokenizer and chat template, once a worker has cached the model; else None."""
-    folder = materialized_folder(model_name, cache_dir)
-    return None if folder is None else _load(model_name, folder)
+    """The model's tokenizer and chat template, once a worker has cached the model; else None. A folder found is
+    remembered for the process (finding it reads the model package's metadata: about a millisecond, twice a
+    submit); one not found yet is looked for again on the next call."""
+    key = (model_name, Path(cache_dir))
+    folder = _FOLDERS.get(key)
+    if folder is None:
+        folder = materialized_folder(model_name, cache_dir)
+        if folder is None:
+            return None
+        _FOLDERS[key] = folder
+    return _load(model_name, folder)
 
 
 def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path) -> bool:
