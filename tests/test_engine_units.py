@@ -311,3 +311,21 @@ def test_token_texts_keep_multibyte_characters_whole():
     tok = Bytes([b"caf", e[:1], e[1:], b" au", ri[:2], ri[2:]])
     texts = token_texts(tok, list(range(6)))
     assert texts == ["caf", "", "é", " au", "", "日"] and "".join(texts) == tok.decode(range(6))
+
+
+def test_what_greedy_decoding_is_known_to_emit_and_when_that_settles_the_answer():
+    from faithaudit.audits.answers import known_keeps_answer
+    from faithaudit.audits.model.hf import greedy_known
+
+    response, stop = [5, 6, 7], [0]
+    assert greedy_known([5, 6, 7, 0], response, stop) == ((5, 6, 7), True)  # the response, then a stop token
+    assert greedy_known([5, 6, 7, 9], response, stop) == ((5, 6, 7, 9), False)  # the response, then more
+    assert greedy_known([5, 8, 7, 0], response, stop) == ((5, 8), False)  # differs at 8: unknown after it
+    assert greedy_known([0, 6, 7, 0], response, stop) == ((), True)  # stops at once
+    span = ["tarsquin"]
+    assert known_keeps_answer("It is Tarsquin", span, complete=True) is True
+    assert known_keeps_answer("It is Tars", span, complete=True) is False
+    assert known_keeps_answer("It is Tarsquin.", span, complete=False) is True  # a finished word stays
+    assert known_keeps_answer("It is Tarsquin", span, complete=False) is None  # "Tarsquinian" may follow
+    assert known_keeps_answer("It is called", span, complete=False) is None  # it may still come
+    assert known_keeps_answer("It is Tarsquin \ufffd", span, complete=False) is None  # a character cut in half

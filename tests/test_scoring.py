@@ -94,29 +94,37 @@ def test_random_masks_scored_with_neighbour_reuse_equal_fresh_passes(model):
     assert fed < sum(len(layout.build(list(m)).ids) + len(response_ids) for m in masks)
 
 
-def test_placebo_answers_from_their_own_pass_equal_regenerations_that_feed_the_prompt_again(model):
-    """The flip check's greedy answer after each placebo, generated from that placebo pass's own KV cache, is the
-    answer a regeneration feeding the placebo prompt again gives (the path it replaces), at a fraction of the
-    tokens; the scores are those of the plain scorer."""
+def test_placebo_flip_checks_read_off_their_own_pass_equal_regenerations(model):
+    """Whether the greedy answer after a prompt keeps the answer span, as the placebos stage settles it (read off
+    the pass's argmaxes where they decide it, else regenerated from that pass's own KV cache), equals what a
+    regeneration feeding the prompt again says (the path it replaces), on the real model; the scores are the plain
+    scorer's. The response is the model's own greedy answer, so that the full prompt is decided without decoding;
+    with a placebo inserted the 135M model's answer wobbles ("...is called"), which only decoding settles."""
+    from faithaudit.audits.answers import answer_span, keeps_answer
     from faithaudit.audits.placebos import placebo_prompts
     from faithaudit.audits.scoring import logprobs, score_full_context, score_pairs
-    from faithaudit.audits.stages.flips import generate_text, score_then_answer
+    from faithaudit.audits.stages.flips import AnswerGate, generate_text, score_then_check
 
-    docs = [FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]]
-    layout = build_layout(make_request(docs, FICTIONAL_QUERY, FICTIONAL_RESPONSE), model)
-    response_ids = model.encode(FICTIONAL_RESPONSE)
+    layout = build_layout(make_request([FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]], FICTIONAL_QUERY, None), model)
+    response = generate_text(model, layout.build().ids, 24)
+    response_ids = model.encode(response)
     base = score_full_context(model, layout, response_ids, with_attention=False)
+    assert model.decode(base.score.greedy_known) == response and base.score.greedy_stops
     _, prompts = placebo_prompts(layout, model, FICTIONAL_QUERY, 3, seed=0)
+    prompts = [layout.build().ids, *prompts]
     pairs = [(p, response_ids) for p in prompts]
+    gate = AnswerGate(span=tuple(answer_span(response, FICTIONAL_QUERY)), margin=None, budget=len(response_ids) + 8,
+                      margin_holds=True)  # fmt: skip
 
     def fed(fn):
         before = model.counter.tokens_processed
         out = fn()
         return out, model.counter.tokens_processed - before
 
-    (scores, answers), together = fed(lambda: score_then_answer(model, pairs, reuse=base.cache, max_new_tokens=12))
+    (scores, keeps), together = fed(lambda: score_then_check(model, pairs, gate, reuse=base.cache))
     plain, scored = fed(lambda: score_pairs(model, pairs, base=base))
-    again, regenerated = fed(lambda: [generate_text(model, p, 12, base.cache) for p in prompts])
-    assert answers == again and all(answers), answers
+    again, regenerated = fed(lambda: [generate_text(model, p, gate.budget, base.cache) for p in prompts])
+    assert keeps == [keeps_answer(text, gate.span) for text in again] and keeps[0] is True, (keeps, again)
     np.testing.assert_allclose(logprobs(scores), logprobs(plain), atol=1e-4)
-    assert together - scored <= 0.2 * regenerated, (together, scored, regenerated)
+    decoded = together - scored  # tokens fed to regenerate: none for the full prompt, one per step for the others
+    assert decoded <= (len(prompts) - 1) * gate.budget and decoded < 0.5 * regenerated, (decoded, regenerated)

@@ -30,6 +30,21 @@ def keeps_answer(regenerated: str, span: Sequence[str]) -> bool:
     return set(span) <= set(normalize_answer(regenerated).split())
 
 
+_TRAILING_WORD = re.compile(r"\w+$")
+
+
+def known_keeps_answer(known: str, span: Sequence[str], *, complete: bool) -> bool | None:
+    """Whether a greedy answer that begins with the text ``known`` keeps the answer span, where that is already
+    decided: when ``complete`` (the answer is exactly ``known``) True or False; otherwise True once every span word
+    is a finished word of ``known`` (whatever follows cannot take it away; the last word may still grow, and a
+    character cut in half leaves it undecided), else None: only decoding further can tell."""
+    if complete:
+        return keeps_answer(known, span)
+    if "\ufffd" in known:
+        return None
+    return True if keeps_answer(_TRAILING_WORD.sub("", known), span) else None
+
+
 def span_positions(
     response_ids: Sequence[int], span: Sequence[str], decode: Callable[[Sequence[int]], str]
 ) -> list[int]:

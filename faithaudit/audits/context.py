@@ -110,7 +110,7 @@ class Placebos:
     positions: tuple[int, ...]
     prompts: tuple[tuple[int, ...], ...]  # the full prompt with each placebo inserted
     noise: NoiseFloor
-    answers: tuple[str, ...] | None = None  # the greedy answer after each prompt, when answer flips will ask
+    keeps_answer: tuple[bool, ...] | None = None  # the greedy answer after each keeps the span (flips will ask)
 
 
 @dataclass(frozen=True)

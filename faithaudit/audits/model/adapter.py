@@ -31,6 +31,11 @@ class ResponseScore:
 
     token_logprobs: np.ndarray  # [response_len] natural-log probabilities, float64
     margins: np.ndarray | None = None  # [response_len] top-1 minus top-2 log-prob at each position, float64
+    # What greedy decoding after the prompt is known to emit, read off this pass's argmaxes: the response's tokens
+    # while each one is the argmax, then the first argmax that differs (or the one after the response); it stops
+    # short of a stop token, and ``greedy_stops`` then says greedy decoding ends there. None: not read.
+    greedy_known: tuple[int, ...] | None = None
+    greedy_stops: bool = False
 
     @property
     def logprob(self) -> float:

@@ -167,7 +167,7 @@ class HFModelAdapter(ChatPromptMixin):
         else:
             with split_prefix_attention(self.split_attention and prefix > 0):
                 out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
-        score = _response_score(out.logits[0, :-1], response_ids)  # positions len(prompt)-1 .. T-2
+        score = _response_score(out.logits[0], response_ids, self._stop_ids)  # positions len(prompt)-1 .. T-1
         cached = None
         if keep_cache:
             kv = tuple((layer.keys, layer.values) for layer in out.cache.layers)
@@ -208,7 +208,7 @@ class HFModelAdapter(ChatPromptMixin):
         )
         start = prefix + width - keep  # absolute position of kept logit 0
         scores = [
-            _response_score(out.logits[b, f - start : f - start + len(r)], r)
+            _response_score(out.logits[b, f - start : f - start + len(r) + 1], r, self._stop_ids)
             for b, (f, (_, r)) in enumerate(zip(firsts, items, strict=True))
         ]
         cached = None
@@ -282,11 +282,26 @@ class HFModelAdapter(ChatPromptMixin):
         self.counter.tokens_processed += real
 
 
-def _response_score(logits: torch.Tensor, response_ids: Sequence[int]) -> ResponseScore:
-    """Float64 log-probs of ``response_ids`` and the top-1 minus top-2 margins, from their logits [len, vocab]."""
-    logprobs = torch.log_softmax(logits.double(), dim=-1)
+def _response_score(logits: torch.Tensor, response_ids: Sequence[int], stop_ids: Sequence[int]) -> ResponseScore:
+    """Float64 log-probs of ``response_ids``, the top-1 minus top-2 margins, and what greedy decoding is known to
+    emit, from the logits [len + 1, vocab] before each response token and after the last."""
+    logprobs = torch.log_softmax(logits[: len(response_ids)].double(), dim=-1)
     targets = torch.tensor(list(response_ids), dtype=torch.long, device=logprobs.device)
     token_lp = logprobs.gather(1, targets[:, None])[:, 0].cpu().numpy()  # [resp_len]
     top2 = logprobs.topk(2, dim=-1).values  # [resp_len, 2]
     margins = (top2[:, 0] - top2[:, 1]).cpu().numpy()  # [resp_len] how far the greedy choice leads
-    return ResponseScore(token_logprobs=token_lp, margins=margins)
+    known, stops = greedy_known(logits.argmax(dim=-1).tolist(), response_ids, stop_ids)
+    return ResponseScore(token_logprobs=token_lp, margins=margins, greedy_known=known, greedy_stops=stops)
+
+
+def greedy_known(argmax: Sequence[int], response_ids: Sequence[int], stop_ids: Sequence[int]) -> tuple[tuple, bool]:
+    """(tokens, stops): greedy decoding emits the response while each of its tokens is the argmax, then the first
+    argmax that differs (``argmax`` has one more entry, after the response); a stop token ends it."""
+    known: list[int] = []
+    for t, token in enumerate(argmax):
+        if token in stop_ids:
+            return tuple(known), True
+        known.append(int(token))
+        if t >= len(response_ids) or token != response_ids[t]:
+            break
+    return tuple(known), False

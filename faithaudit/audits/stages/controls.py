@@ -3,8 +3,8 @@
 ``placebos``: neutral, length-matched filler sources (``audits.placebos``) inserted one at a time at seeded
 positions; each one's reliance is log p(resp | with it) - log p(resp | without it). Their spread is the noise
 floor every real source is judged against. Each prompt reuses the full context's KV cache up to the insertion.
-When answer flips will count (``stages.flips.answer_gate``), the greedy answer after each placebo is generated
-here from that pass's own cache, for the placebos' flip rate.
+When answer flips will count (``stages.flips.answer_gate``), whether the greedy answer after each placebo keeps
+the answer span is settled here, from that pass (``stages.flips.score_then_check``), for the placebos' flip rate.
 
 ``orders``: extra seeded permutations of the documents, each re-scoring the full context and leave-one-out, so
 that every reliance gets an interval over the orders. A trace keeps its causal order and is not permuted.
@@ -23,7 +23,7 @@ from faithaudit.audits.noise import NoiseFloor, seeded_orders
 from faithaudit.audits.placebos import placebo_prompts
 from faithaudit.audits.plan import register_stage
 from faithaudit.audits.scoring import logprobs, score_full_context, score_masks, score_pairs
-from faithaudit.audits.stages.flips import answer_gate, score_then_answer
+from faithaudit.audits.stages.flips import answer_gate, score_then_check
 
 
 @register_stage("placebos", passes=lambda o, n: o.placebos, order=25, selects=lambda o: o.placebos > 0)
@@ -33,12 +33,10 @@ def placebos(ctx: StageContext, found: Findings) -> Findings:
     pairs = [(ids, ctx.response_ids) for ids in prompts]
     tick = ctx.progress.ticker("placebos")
     gate = answer_gate(ctx) if "answer_flip" in ctx.stages else None
-    answers = None
-    if gate is not None and gate.margin_holds:  # answer flips will regenerate after every placebo: do it now
+    keeps = None
+    if gate is not None and gate.margin_holds:  # answer flips will ask whether each placebo flips the answer
         each = partial(ctx.progress.step, "placebos", 2)  # the pass and the flip's planned regeneration
-        scores, answers = score_then_answer(
-            ctx.model, pairs, reuse=ctx.base.cache, max_new_tokens=gate.budget, on_each=each
-        )
+        scores, keeps = score_then_check(ctx.model, pairs, gate, reuse=ctx.base.cache, on_each=each)
     else:
         scores = score_pairs(ctx.model, pairs, base=ctx.base, on_each=tick)
     reliance = logprobs(scores) - ctx.base.score.logprob
@@ -47,7 +45,7 @@ def placebos(ctx: StageContext, found: Findings) -> Findings:
         positions=tuple(p.position for p in items),
         prompts=tuple(prompts),
         noise=NoiseFloor.of(reliance),
-        answers=None if answers is None else tuple(answers),
+        keeps_answer=None if keeps is None else tuple(keeps),
     )
     return replace(found, placebos=found_placebos)
 

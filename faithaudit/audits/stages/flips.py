@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from faithaudit.audits.answers import answer_span, keeps_answer, span_positions
+from faithaudit.audits.answers import answer_span, keeps_answer, known_keeps_answer, span_positions
 from faithaudit.audits.context import Findings, Flip, FlipCheck, StageContext
 from faithaudit.audits.model.adapter import CachedContext, ModelAdapter, ResponseScore
 from faithaudit.audits.plan import register_stage
@@ -87,42 +87,56 @@ def _stability(ctx: StageContext, found: Findings) -> FlipCheck:
     gate = answer_gate(ctx)
     counted, rate = gate.margin_holds, None
     if counted and found.placebos is not None:
-        answers = found.placebos.answers
-        if answers is None:
-            answers = []
+        keeps = found.placebos.keeps_answer
+        if keeps is None:
+            keeps = []
             for prompt in found.placebos.prompts:
-                answers.append(generate_text(ctx.model, prompt, gate.budget, ctx.base.cache))
+                keeps.append(keeps_answer(generate_text(ctx.model, prompt, gate.budget, ctx.base.cache), gate.span))
                 ctx.progress.step("answer_flip")
-        rate = float(np.mean([not keeps_answer(text, gate.span) for text in answers]))
+        rate = float(np.mean([not kept for kept in keeps]))
         counted = rate <= ctx.options.labels.max_placebo_flip_rate
     return FlipCheck(
         answer_span=gate.span, margin=gate.margin, placebo_flip_rate=rate, counted=counted, max_new_tokens=gate.budget
     )
 
 
-def score_then_answer(
+def score_then_check(
     model: ModelAdapter,
     pairs: Sequence[tuple[Sequence[int], Sequence[int]]],  # (prompt ids, response ids)
+    gate: AnswerGate,
     *,
     reuse: CachedContext | None,
-    max_new_tokens: int,
     on_each: Callable[[], None] | None = None,
-) -> tuple[list[ResponseScore], list[str]]:
-    """Score each pair, then regenerate greedily after its prompt from that pass's own KV cache (one token fed,
-    not the prompt's suffix again). Each pass reuses the longest prefix it shares with ``reuse`` or the previous
-    pass. One pair at a time: the caches are dropped as soon as their answer is out."""
+) -> tuple[list[ResponseScore], list[bool]]:
+    """Score each pair, and say whether the greedy answer after its prompt keeps the answer span: read off the
+    pass itself where its argmaxes decide it (``known_keeps_answer``), else regenerated from that pass's own KV
+    cache (one token fed, not the prompt's suffix again). Each pass reuses the longest prefix it shares with
+    ``reuse`` or the previous pass; one pair at a time, each cache dropped once its answer is known."""
     scores: list[ResponseScore] = []
-    answers: list[str] = []
+    keeps: list[bool] = []
     previous: CachedContext | None = None
     for prompt, target in pairs:
         ids = tuple(prompt) + tuple(target)
         best = max((c for c in (reuse, previous) if c is not None), key=lambda c: c.common_prefix(ids), default=None)
         (score,), previous = model.score_batch([(prompt, target)], reuse=best, keep_cache=True)
         scores.append(score)
-        answers.append(generate_text(model, prompt, max_new_tokens, previous))
+        kept = _known(model, score, gate)
+        if kept is None:
+            kept = keeps_answer(generate_text(model, prompt, gate.budget, previous), gate.span)
+        keeps.append(kept)
         if on_each is not None:
             on_each()
-    return scores, answers
+    return scores, keeps
+
+
+def _known(model: ModelAdapter, score: ResponseScore, gate: AnswerGate) -> bool | None:
+    """Whether greedy decoding keeps the answer span, from the pass's argmaxes alone (None: undecided)."""
+    if score.greedy_known is None:
+        return None
+    tokens, complete = score.greedy_known, score.greedy_stops
+    if len(tokens) >= gate.budget:  # decoding stops at the budget
+        tokens, complete = tokens[: gate.budget], True
+    return known_keeps_answer(model.decode(tokens).strip(), gate.span, complete=complete)
 
 
 def generate_text(
