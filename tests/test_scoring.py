@@ -103,7 +103,7 @@ def test_placebo_flip_checks_read_off_their_own_pass_equal_regenerations(model):
     from faithaudit.audits.answers import answer_span, keeps_answer
     from faithaudit.audits.placebos import placebo_prompts
     from faithaudit.audits.scoring import logprobs, score_full_context, score_pairs
-    from faithaudit.audits.stages.flips import AnswerGate, generate_text, score_then_check
+    from faithaudit.audits.stages.flips import AnswerGate, generate_text, known_answer, score_then_check
 
     layout = build_layout(make_request([FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]], FICTIONAL_QUERY, None), model)
     response = generate_text(model, layout.build().ids, 24)
@@ -125,6 +125,8 @@ def test_placebo_flip_checks_read_off_their_own_pass_equal_regenerations(model):
     plain, scored = fed(lambda: score_pairs(model, pairs, base=base))
     again, regenerated = fed(lambda: [generate_text(model, p, gate.budget, base.cache) for p in prompts])
     assert keeps == [keeps_answer(text, gate.span) for text in again] and keeps[0] is True, (keeps, again)
+    knowns = [known_answer(model, s, gate.budget) for s in scores]  # the whole answer, where the pass spells it
+    assert knowns[0] == again[0] and all(k is None or k == a for k, a in zip(knowns, again, strict=True)), knowns
     np.testing.assert_allclose(logprobs(scores), logprobs(plain), atol=1e-4)
     decoded = together - scored  # tokens fed to regenerate: none for the full prompt, one per step for the others
     assert decoded <= (len(prompts) - 1) * gate.budget and decoded < 0.5 * regenerated, (decoded, regenerated)

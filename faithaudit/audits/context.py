@@ -143,6 +143,7 @@ class Findings:
     loo_logprobs: np.ndarray | None = None  # [n] log p(response | without source i)
     loo_token_logprobs: np.ndarray | None = None  # [n, response_len] the same per response token
     reliance: np.ndarray | None = None  # [n] leave-one-out reliance, nats
+    loo_scores: tuple[ResponseScore, ...] = ()  # [n] the leave-one-out passes (answer flips read their argmaxes)
     no_context: ResponseScore | None = None
     reused: tuple[tuple[np.ndarray, ResponseScore], ...] = ()  # (mask, score) passes an adaptive fit may reuse
     surrogate: Surrogate | None = None

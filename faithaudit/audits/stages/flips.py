@@ -37,13 +37,18 @@ def planned_flips(options, num_sources: int) -> int:
 )
 def answer_flip(ctx: StageContext, found: Findings) -> Findings:
     check = _stability(ctx, found)
+    budget = check.max_new_tokens
     answer_full = found.answer_full
     if answer_full is None:
-        answer_full = generate_text(ctx.model, ctx.base.prompt.ids, check.max_new_tokens, ctx.base.cache)
+        answer_full = known_answer(ctx.model, ctx.base.score, budget)
+    if answer_full is None:
+        answer_full = generate_text(ctx.model, ctx.base.prompt.ids, budget, ctx.base.cache)
     ctx.progress.step("answer_flip")
     flips: dict[int, Flip] = {}
     for i in _candidates(ctx, found):
-        text = generate_text(ctx.model, ctx.layout.without(i).ids, check.max_new_tokens, ctx.base.cache)
+        text = known_answer(ctx.model, found.loo_scores[i], budget) if found.loo_scores else None
+        if text is None:
+            text = generate_text(ctx.model, ctx.layout.without(i).ids, budget, ctx.base.cache)
         flips[i] = Flip(without=text, changed=not keeps_answer(text, check.answer_span))
         ctx.progress.step("answer_flip")
     return replace(found, answer_full=answer_full, flips=flips, flip_check=check)
@@ -131,12 +136,28 @@ def score_then_check(
 
 def _known(model: ModelAdapter, score: ResponseScore, gate: AnswerGate) -> bool | None:
     """Whether greedy decoding keeps the answer span, from the pass's argmaxes alone (None: undecided)."""
+    known = _known_tokens(score, gate.budget)
+    if known is None:
+        return None
+    tokens, complete = known
+    return known_keeps_answer(model.decode(tokens).strip(), gate.span, complete=complete)
+
+
+def known_answer(model: ModelAdapter, score: ResponseScore, max_new_tokens: int) -> str | None:
+    """The greedy answer after the pass's prompt, where its argmaxes spell all of it (it stops, or reaches
+    ``max_new_tokens``, before departing from the response): what ``generate_text`` would return, no decoding."""
+    known = _known_tokens(score, max_new_tokens)
+    return model.decode(known[0]).strip() if known is not None and known[1] else None
+
+
+def _known_tokens(score: ResponseScore, max_new_tokens: int) -> tuple[tuple[int, ...], bool] | None:
+    """(tokens, complete): what greedy decoding emits first, and whether that is all of it; None: not read."""
     if score.greedy_known is None:
         return None
     tokens, complete = score.greedy_known, score.greedy_stops
-    if len(tokens) >= gate.budget:  # decoding stops at the budget
-        tokens, complete = tokens[: gate.budget], True
-    return known_keeps_answer(model.decode(tokens).strip(), gate.span, complete=complete)
+    if len(tokens) >= max_new_tokens:  # decoding stops at the budget
+        tokens, complete = tokens[:max_new_tokens], True
+    return tokens, complete
 
 
 def generate_text(

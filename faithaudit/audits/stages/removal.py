@@ -24,6 +24,7 @@ def leave_one_out(ctx: StageContext, found: Findings) -> Findings:
         loo_logprobs=loo,
         loo_token_logprobs=np.stack([s.token_logprobs for s in scores]) if scores else None,
         reliance=leave_one_out_reliance(ctx.base.score.logprob, loo),
+        loo_scores=tuple(scores),
         reused=found.reused + tuple(zip(masks, scores, strict=True)),
     )
 
