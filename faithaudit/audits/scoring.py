@@ -106,7 +106,7 @@ def score_pairs(
     previous: CachedContext | None = None
     for start in range(0, len(pairs), size):
         batch = pairs[start : start + size]
-        reuse = _best_reuse([base.cache if base else None, previous], batch)
+        reuse = best_reuse([base.cache if base else None, previous], batch)
         scores, previous = model.score_batch(batch, reuse=reuse, keep_cache=len(pairs) > 1)
         out.extend(scores)
         for _ in batch:
@@ -115,7 +115,7 @@ def score_pairs(
     return out
 
 
-def _best_reuse(
+def best_reuse(
     candidates: Sequence[CachedContext | None], batch: Sequence[tuple[Sequence[int], Sequence[int]]]
 ) -> CachedContext | None:
     """The cached context sharing the longest prefix with every pair of ``batch`` (the shortest of its prefixes)."""

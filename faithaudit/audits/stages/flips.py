@@ -19,6 +19,7 @@ from faithaudit.audits.answers import answer_span, keeps_answer, known_keeps_ans
 from faithaudit.audits.context import Findings, Flip, FlipCheck, StageContext
 from faithaudit.audits.model.adapter import CachedContext, ModelAdapter, ResponseScore
 from faithaudit.audits.plan import register_stage
+from faithaudit.audits.scoring import best_reuse
 
 EXTRA_TOKENS = 8
 
@@ -75,7 +76,8 @@ class AnswerGate:
 
 def answer_gate(ctx: StageContext) -> AnswerGate:
     """The answer span, its greedy margin and the regeneration budget, from the full-context pass alone (the
-    placebos stage asks too: when the margin holds it answers after each placebo from that pass's own cache)."""
+    placebos stage asks too: when the margin holds it settles, after each placebo pass, whether the greedy answer
+    keeps the answer span, from that pass's argmaxes or its own cache)."""
     span = answer_span(ctx.response_text, ctx.request.query)
     positions = span_positions(ctx.response_ids, span, ctx.model.decode)
     margins = ctx.base.score.margins
@@ -87,8 +89,9 @@ def answer_gate(ctx: StageContext) -> AnswerGate:
 
 
 def _stability(ctx: StageContext, found: Findings) -> FlipCheck:
-    """The answer gate and (when the margin holds) the placebos' flip rate; the placebos stage has usually
-    generated their answers already, otherwise they are generated here."""
+    """The answer gate and (when the margin holds) the placebos' flip rate: the share of placebo insertions whose
+    greedy answer drops the answer span. The placebos stage has usually settled each keeps-answer verdict from its
+    own pass (``score_then_check``); otherwise each placebo's answer is regenerated here."""
     gate = answer_gate(ctx)
     counted, rate = gate.margin_holds, None
     if counted and found.placebos is not None:
@@ -121,8 +124,7 @@ def score_then_check(
     keeps: list[bool] = []
     previous: CachedContext | None = None
     for prompt, target in pairs:
-        ids = tuple(prompt) + tuple(target)
-        best = max((c for c in (reuse, previous) if c is not None), key=lambda c: c.common_prefix(ids), default=None)
+        best = best_reuse([reuse, previous], [(prompt, target)])
         (score,), previous = model.score_batch([(prompt, target)], reuse=best, keep_cache=True)
         scores.append(score)
         kept = _known(model, score, gate)
