@@ -176,3 +176,24 @@ def test_bfloat16_model_scores_through_a_float32_head(tmp_path):
     assert exact != approx and abs(exact - approx) < 0.05 * abs(exact)
     controls = compute_controls(half)
     assert (controls.dtype, controls.lm_head_dtype, controls.logprob_dtype) == ("bfloat16", "float32", "float64")
+
+
+def test_batched_greedy_decode_equals_one_prompt_at_a_time(model, demo):
+    """Placebo-like and leave-one-out prompts of different lengths, some cached to their last token and some
+    sharing only a prefix with the full context, decode token for token as ``generate`` does one at a time."""
+    layout, response, base = demo
+    prompts = [layout.without(i).ids for i in (0, 3)] + [layout.build().ids]
+    reuses = [base.cache, base.cache, None]
+    own = [model.score(p, response, keep_cache=True)[1] for p in prompts[:1]]  # a prompt's own scored pass
+    prompts.append(prompts[0])
+    reuses.append(own[0])
+    budget = 12
+    one_by_one = [model.generate(p, max_new_tokens=budget, reuse=r) for p, r in zip(prompts, reuses, strict=True)]
+    before = model.counter.snapshot()
+    batched = model.generate_batch(prompts, max_new_tokens=budget, reuses=reuses)
+    passes, _ = (a - b for a, b in zip(model.counter.snapshot(), before, strict=True))
+    assert batched == one_by_one
+    assert {len(t) for t in batched} != {0} and len({tuple(t) for t in batched}) > 1  # real, differing answers
+    steps = max(len(t) for t in batched)
+    assert passes <= 3 + len(prompts) * steps  # 3 prompts need a forward of their own, then one row per step
+    assert model.generate_batch(prompts[:1], max_new_tokens=0, reuses=reuses[:1]) == [[]]

@@ -131,6 +131,13 @@ class ModelAdapter(TextAdapter, Protocol):
         seed: int = 0,
     ) -> list[int]: ...
 
+    def generate_batch(
+        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, reuses: Sequence[CachedContext | None]
+    ) -> list[list[int]]:
+        """Greedy ``generate`` of each prompt (reusing its own ``reuses`` entry), decoded together where the
+        adapter batches; equal to ``generate`` row by row."""
+        ...
+
 
 class ChatPromptMixin:
     """``chat_prompt`` in terms of ``render_chat``, shared by every adapter."""

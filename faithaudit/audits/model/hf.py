@@ -266,8 +266,73 @@ class HFModelAdapter(ChatPromptMixin):
             new.pop()
         return new
 
+    @torch.inference_mode()
+    def generate_batch(
+        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, reuses: Sequence[CachedContext | None]
+    ) -> list[list[int]]:
+        """Greedy continuations of several prompts, decoded as one batch: each row's prompt is first cached on its
+        own (from its ``reuses`` entry, feeding only what that lacks), then the caches are left-padded into one
+        preallocated buffer, and every step feeds one token per row at that row's own position, masking the
+        padding and the rows that have stopped. Token for token what ``generate`` returns row by row (a decode
+        step is memory-bound, so B rows cost about one). Models with sliding-window layers decode row by row."""
+        if max_new_tokens <= 0:
+            return [[] for _ in prompts]
+        cache = self._decode_buffer(max(len(p) for p in prompts) - 1 + max_new_tokens)
+        if cache is None:
+            return [
+                self.generate(p, max_new_tokens=max_new_tokens, reuse=r) for p, r in zip(prompts, reuses, strict=True)
+            ]
+        lengths = [len(p) - 1 for p in prompts]
+        mask = _fill_left_padded(
+            cache, [self._prompt_cache(p, r) for p, r in zip(prompts, reuses, strict=True)], lengths
+        )
+        out: list[list[int]] = [[] for _ in prompts]
+        live = torch.ones((len(prompts), 1), dtype=torch.long)
+        tokens = torch.tensor([[p[-1]] for p in prompts], dtype=torch.long)
+        positions = torch.tensor([[n] for n in lengths], dtype=torch.long)
+        for _ in range(max_new_tokens):
+            mask = torch.cat([mask, live], dim=1)
+            step = self.model(
+                input_ids=tokens.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                cache=cache,
+                use_cache=True,
+            )
+            chosen = step.logits[:, -1].argmax(dim=-1).cpu()
+            for b, token in enumerate(chosen.tolist()):
+                if live[b, 0] and token in self._stop_ids:
+                    live[b, 0] = 0
+                elif live[b, 0]:
+                    out[b].append(int(token))
+            if not live.any():
+                break
+            tokens, positions = chosen[:, None], positions + 1
+        return out
+
+    def _decode_buffer(self, length: int):
+        """A preallocated cache of ``length`` positions (None where a layer is not full attention)."""
+        from transformers import StaticCache
+        from transformers.cache_utils import StaticLayer
+
+        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        return cache if all(type(layer) is StaticLayer for layer in cache.layers) else None
+
+    def _prompt_cache(self, prompt: Sequence[int], reuse: CachedContext | None) -> list[tuple]:
+        """Keys and values of ``prompt`` but its last token, from ``reuse`` and one forward over what it lacks."""
+        need = len(prompt) - 1
+        prefix = min(reuse.common_prefix(prompt), need) if reuse is not None else 0
+        if prefix == need and reuse is not None:
+            return [(k[:1, :, :need], v[:1, :, :need]) for k, v in reuse.kv]
+        cache = self._prefix_cache(reuse, prefix)
+        if need > prefix:
+            fed = torch.tensor([list(prompt[prefix:need])], dtype=torch.long, device=self.device)
+            cache = self.model(input_ids=fed, cache=cache, use_cache=True, logits_to_keep=1).cache
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
     def _count(self, module, args, kwargs) -> None:
-        """One pass per sequence fed (a batch of B rows counts B), and the real tokens fed (padding excluded)."""
+        """One pass per sequence fed (a batch of B rows counts the rows that feed a real token), and the real tokens
+        fed (padding excluded)."""
         ids = kwargs.get("input_ids")
         if ids is None and args:
             ids = args[0]
@@ -277,9 +342,31 @@ class HFModelAdapter(ChatPromptMixin):
             return
         rows, width = int(fed.shape[0]), int(fed.shape[1])
         mask = kwargs.get("attention_mask")
-        real = rows * width if mask is None or mask.dim() != 2 else int(mask[:, -width:].sum())
+        real = rows * width
+        if mask is not None and mask.dim() == 2:
+            fed_mask = mask[:, -width:]
+            real, rows = int(fed_mask.sum()), int((fed_mask.sum(dim=1) > 0).sum())  # stopped rows feed nothing
         self.counter.forward_passes += rows
         self.counter.tokens_processed += real
+
+
+def _fill_left_padded(cache, kv: Sequence[list[tuple]], lengths: Sequence[int]) -> torch.Tensor:
+    """Copy each row's keys and values into the preallocated ``cache`` (a ``StaticCache``), right-aligned at the
+    longest row's length, and return the attention mask [B, width] that hides the padding on the left."""
+    width = max(lengths)
+    for index, layer in enumerate(cache.layers):
+        k0, v0 = kv[0][index]
+        empty = (len(kv), k0.shape[1], 0)
+        layer.lazy_initialization(k0.new_empty((*empty, k0.shape[3])), v0.new_empty((*empty, v0.shape[3])))
+        for b, (row, length) in enumerate(zip(kv, lengths, strict=True)):
+            k, v = row[index]
+            layer.keys[b, :, width - length : width] = k[0, :, :length]
+            layer.values[b, :, width - length : width] = v[0, :, :length]
+        layer.cumulative_length.add_(width)  # the next step writes at position ``width``
+    mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for b, length in enumerate(lengths):
+        mask[b, width - length :] = 1
+    return mask
 
 
 def _response_score(logits: torch.Tensor, response_ids: Sequence[int], stop_ids: Sequence[int]) -> ResponseScore:

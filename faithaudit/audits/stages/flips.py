@@ -22,6 +22,7 @@ from faithaudit.audits.plan import register_stage
 from faithaudit.audits.scoring import best_reuse
 
 EXTRA_TOKENS = 8
+DECODE_ROWS = 8  # greedy answers decoded as one batch: a decode step is memory-bound, so 8 rows cost about one
 
 
 def planned_flips(options, num_sources: int) -> int:
@@ -39,17 +40,17 @@ def planned_flips(options, num_sources: int) -> int:
 def answer_flip(ctx: StageContext, found: Findings) -> Findings:
     check = _stability(ctx, found)
     budget = check.max_new_tokens
-    answer_full = found.answer_full
-    if answer_full is None:
-        answer_full = known_answer(ctx.model, ctx.base.score, budget)
-    if answer_full is None:
-        answer_full = generate_text(ctx.model, ctx.base.prompt.ids, budget, ctx.base.cache)
+    candidates = _candidates(ctx, found)
+    answer_full = found.answer_full or known_answer(ctx.model, ctx.base.score, budget)
+    known = [known_answer(ctx.model, found.loo_scores[i], budget) if found.loo_scores else None for i in candidates]
+    prompts = [] if answer_full is not None else [ctx.base.prompt.ids]
+    prompts += [ctx.layout.without(i).ids for i, text in zip(candidates, known, strict=True) if text is None]
+    decoded = iter(generate_texts(ctx.model, prompts, budget, [ctx.base.cache] * len(prompts)))
+    answer_full = answer_full if answer_full is not None else next(decoded)
     ctx.progress.step("answer_flip")
     flips: dict[int, Flip] = {}
-    for i in _candidates(ctx, found):
-        text = known_answer(ctx.model, found.loo_scores[i], budget) if found.loo_scores else None
-        if text is None:
-            text = generate_text(ctx.model, ctx.layout.without(i).ids, budget, ctx.base.cache)
+    for i, text in zip(candidates, known, strict=True):
+        text = text if text is not None else next(decoded)
         flips[i] = Flip(without=text, changed=not keeps_answer(text, check.answer_span))
         ctx.progress.step("answer_flip")
     return replace(found, answer_full=answer_full, flips=flips, flip_check=check)
@@ -97,10 +98,10 @@ def _stability(ctx: StageContext, found: Findings) -> FlipCheck:
     if counted and found.placebos is not None:
         keeps = found.placebos.keeps_answer
         if keeps is None:
-            keeps = []
-            for prompt in found.placebos.prompts:
-                keeps.append(keeps_answer(generate_text(ctx.model, prompt, gate.budget, ctx.base.cache), gate.span))
-                ctx.progress.step("answer_flip")
+            prompts = found.placebos.prompts
+            texts = generate_texts(ctx.model, prompts, gate.budget, [ctx.base.cache] * len(prompts))
+            keeps = [keeps_answer(text, gate.span) for text in texts]
+            ctx.progress.step("answer_flip", len(prompts))
         rate = float(np.mean([not kept for kept in keeps]))
         counted = rate <= ctx.options.labels.max_placebo_flip_rate
     return FlipCheck(
@@ -117,23 +118,35 @@ def score_then_check(
     on_each: Callable[[], None] | None = None,
 ) -> tuple[list[ResponseScore], list[bool]]:
     """Score each pair, and say whether the greedy answer after its prompt keeps the answer span: read off the
-    pass itself where its argmaxes decide it (``known_keeps_answer``), else regenerated from that pass's own KV
-    cache (one token fed, not the prompt's suffix again). Each pass reuses the longest prefix it shares with
-    ``reuse`` or the previous pass; one pair at a time, each cache dropped once its answer is known."""
+    pass itself where its argmaxes decide it (``known_keeps_answer``), else decoded from that pass's own KV
+    cache (one token fed, not the prompt's suffix again), ``DECODE_ROWS`` undecided answers at a time. Each
+    pass reuses the longest prefix it shares with ``reuse`` or the previous pass; a cache is dropped once its
+    answer is known."""
     scores: list[ResponseScore] = []
-    keeps: list[bool] = []
+    keeps: list[bool | None] = []
+    pending: list[tuple[int, Sequence[int], CachedContext | None]] = []  # (pair, prompt, its pass's cache)
     previous: CachedContext | None = None
     for prompt, target in pairs:
-        best = best_reuse([reuse, previous], [(prompt, target)])
-        (score,), previous = model.score_batch([(prompt, target)], reuse=best, keep_cache=True)
+        (score,), previous = model.score_batch(
+            [(prompt, target)], reuse=best_reuse([reuse, previous], [(prompt, target)]), keep_cache=True
+        )
         scores.append(score)
-        kept = _known(model, score, gate)
-        if kept is None:
-            kept = keeps_answer(generate_text(model, prompt, gate.budget, previous), gate.span)
-        keeps.append(kept)
+        keeps.append(_known(model, score, gate))
+        if keeps[-1] is None:
+            pending.append((len(keeps) - 1, prompt, previous))
+        if len(pending) == DECODE_ROWS or (pending and len(keeps) == len(pairs)):
+            _settle(model, pending, gate, keeps)
         if on_each is not None:
             on_each()
-    return scores, keeps
+    return scores, [bool(kept) for kept in keeps]
+
+
+def _settle(model: ModelAdapter, pending: list, gate: AnswerGate, keeps: list[bool | None]) -> None:
+    """Decode the pending answers as one batch, each from its own pass's cache, and record their verdicts."""
+    texts = generate_texts(model, [p for _, p, _ in pending], gate.budget, [c for _, _, c in pending])
+    for (index, _, _), text in zip(pending, texts, strict=True):
+        keeps[index] = keeps_answer(text, gate.span)
+    pending.clear()
 
 
 def _known(model: ModelAdapter, score: ResponseScore, gate: AnswerGate) -> bool | None:
@@ -160,6 +173,18 @@ def _known_tokens(score: ResponseScore, max_new_tokens: int) -> tuple[tuple[int,
     if len(tokens) >= max_new_tokens:  # decoding stops at the budget
         tokens, complete = tokens[:max_new_tokens], True
     return tokens, complete
+
+
+def generate_texts(
+    model: ModelAdapter, prompts: Sequence[Sequence[int]], max_new_tokens: int, reuses: Sequence[CachedContext | None]
+) -> list[str]:
+    """``generate_text`` of each prompt with its own ``reuses`` entry, decoded ``DECODE_ROWS`` at a time."""
+    texts: list[str] = []
+    for start in range(0, len(prompts), DECODE_ROWS):
+        rows = slice(start, start + DECODE_ROWS)
+        decoded = model.generate_batch(prompts[rows], max_new_tokens=max_new_tokens, reuses=reuses[rows])
+        texts.extend(model.decode(ids).strip() for ids in decoded)
+    return texts
 
 
 def generate_text(
