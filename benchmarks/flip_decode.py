@@ -55,7 +55,7 @@ def one_at_a_time(model, prompts, caches, budget):
 
 
 def batched(model, prompts, caches, budget):
-    from faithaudit.audits.stages.flips import DECODE_ROWS
+    from faithaudit.audits.decoding import DECODE_ROWS
 
     out = []
     for start in range(0, len(prompts), DECODE_ROWS):
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from faithaudit.audits.decoding import DECODE_ROWS
     from faithaudit.audits.model.registry import load_model
-    from faithaudit.audits.stages.flips import DECODE_ROWS
     from faithaudit.config import get_settings
 
     torch.set_num_threads(args.threads)

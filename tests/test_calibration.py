@@ -96,3 +96,18 @@ def test_a_prompt_that_cannot_fit_its_placebos_names_audit_placebos(model):
     with pytest.raises(InvalidRequestError) as exc:
         run_audit(AuditRequest.model_validate(body), model)
     assert exc.value.fields[0].path == "audit.placebos" and "placebo" in exc.value.fields[0].msg
+
+
+@pytest.mark.parametrize("example", ["fictional_fact.json", "agent_case.json"])
+def test_the_placebo_fit_bound_is_above_every_placebo_prompt(model, example):
+    """The submit path checks the placebos against the context window from a bound, without encoding 16 prompts;
+    on a RAG and an agent layout the bound is at least the longest real placebo prompt, and not far above it."""
+    from faithaudit.audits.placebos import _longest_bound, placebo_prompts
+    from faithaudit.audits.prompt.layout import request_layout
+
+    request = AuditRequest.model_validate(load_example(example))
+    layout, _, _ = request_layout(request, model)
+    items, prompts = placebo_prompts(layout, model, request.query, 16, seed=0)
+    bound = _longest_bound(layout, items, model)
+    longest = max(len(p) for p in prompts)
+    assert longest <= bound < longest + 4 * max(len(p.text) for p in items)

@@ -101,9 +101,10 @@ def test_placebo_flip_checks_read_off_their_own_pass_equal_regenerations(model):
     scorer's. The response is the model's own greedy answer, so that the full prompt is decided without decoding;
     with a placebo inserted the 135M model's answer wobbles ("...is called"), which only decoding settles."""
     from faithaudit.audits.answers import answer_span, keeps_answer
+    from faithaudit.audits.decoding import generate_text
     from faithaudit.audits.placebos import placebo_prompts
     from faithaudit.audits.scoring import logprobs, score_full_context, score_pairs
-    from faithaudit.audits.stages.flips import AnswerGate, generate_text, known_answer, score_then_check
+    from faithaudit.audits.stages.flips import AnswerGate, known_answer, score_then_check
 
     layout = build_layout(make_request([FILLER_DOCS[0], FICTIONAL_DOC, FILLER_DOCS[1]], FICTIONAL_QUERY, None), model)
     response = generate_text(model, layout.build().ids, 24)

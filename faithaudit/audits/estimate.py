@@ -49,8 +49,14 @@ class ApproxCounter(ChatPromptMixin):
 def estimate_cost(request: AuditRequest, counter=None, *, retrieved_doc_chars: int | None = None) -> Estimate:
     if request.pipeline.kind == "retriever":
         return _retriever_estimate(request, counter or ApproxCounter(), retrieved_doc_chars)
-    method = "characters/4" if counter is None else "tokenizer"
     layout, _, response_len = request_layout(request, counter or ApproxCounter())
+    return estimate_from_layout(
+        request, layout, response_len, method="characters/4" if counter is None else "tokenizer"
+    )
+
+
+def estimate_from_layout(request: AuditRequest, layout, response_len: int, *, method: str) -> Estimate:
+    """The plan's passes, each at the full prompt's tokens plus the response's, from a layout already built."""
     plan = AuditPlan.build(request.audit, layout.num_sources, reorderable=layout.reorderable)
     return Estimate(plan.total_passes, plan.total_passes * (len(layout.build().ids) + response_len), method)
 

@@ -132,13 +132,20 @@ def placebo_prompts(layout, model, query: str, count: int, *, seed: int) -> tupl
 
 def check_placebos_fit(layout, request, model, response_len: int) -> None:
     """The longest placebo insertion plus the response must fit the model's context window: a field error on
-    ``audit.placebos`` otherwise (the same check at submit and in the worker)."""
+    ``audit.placebos`` otherwise (the same check at submit and in the worker). Where an upper bound on the longest
+    insertion fits (``_longest_bound``), no placebo prompt is encoded."""
     from faithaudit.errors import InvalidRequestError
 
-    if request.audit.placebos <= 0:
+    if request.audit.placebos <= 0 or layout.num_sources == 0:
         return
-    _, prompts = placebo_prompts(layout, model, request.query, request.audit.placebos, seed=request.audit.seed)
-    longest = max(len(p) for p in prompts)
+    opts = request.audit
+    items = make_placebos(
+        request.query, [s.text for s in layout.sources], opts.placebos, seed=opts.seed, slots=layout.insertion_slots
+    )
+    bound = _longest_bound(layout, items, model)
+    if bound is not None and bound + response_len <= model.context_window:
+        return
+    longest = max(len(layout.inserted(p.position, PLACEBO_ID.format(k=p.index), p.text, model).ids) for p in items)
     if longest + response_len > model.context_window:
         raise InvalidRequestError.for_field(
             "audit.placebos",
@@ -146,3 +153,14 @@ def check_placebos_fit(layout, request, model, response_len: int) -> None:
             f"context window of {model.name} ({model.context_window} tokens); lower audit.placebos to 0 or send "
             "shorter sources",
         )
+
+
+def _longest_bound(layout, items: Sequence[Placebo], model) -> int | None:
+    """An upper bound on the tokens of the longest placebo prompt, from one insertion of an empty placebo (the
+    wrapper, with the longest id) plus the longest text's characters: ASCII text never takes more tokens than
+    characters under a byte-level BPE or SentencePiece tokenizer; + 2 for a boundary token. None: not ASCII."""
+    if not all(p.text.isascii() for p in items):
+        return None
+    widest = max(items, key=lambda p: len(PLACEBO_ID.format(k=p.index)))
+    wrapper = len(layout.inserted(widest.position, PLACEBO_ID.format(k=widest.index), "", model).ids)
+    return wrapper + max(len(p.text) for p in items) + 2

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from faithaudit.api_schemas import AuditReport, AuditRequest, MethodCost, RagPipeline
 from faithaudit.audits.context import Findings, StageContext, ToolFactory
+from faithaudit.audits.decoding import generate_text
 from faithaudit.audits.mechanism.budget import check_mechanism
 from faithaudit.audits.meter import Meter, Progress, ProgressTracker
 from faithaudit.audits.model.adapter import ModelAdapter
@@ -30,7 +31,6 @@ from faithaudit.audits.report.build import build_report
 from faithaudit.audits.retrieval_sensitivity import Retrieved, retrieval_sensitivity
 from faithaudit.audits.scoring import score_full_context
 from faithaudit.audits.source_limits import check_source_limits
-from faithaudit.audits.stages.flips import generate_text
 from faithaudit.errors import FaithauditError, InvalidRequestError
 
 

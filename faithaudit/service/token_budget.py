@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from faithaudit.api_schemas import AuditRequest, PlannedCost
-from faithaudit.audits.estimate import ApproxCounter, estimate_cost
+from faithaudit.audits.estimate import ApproxCounter, estimate_cost, estimate_from_layout
 from faithaudit.audits.mechanism.budget import ModelShape, check_mechanism
 from faithaudit.audits.model.adapter import ChatPromptMixin
 from faithaudit.audits.model.chat import plain_chat
@@ -87,34 +87,56 @@ def counter_for(model_name: str, cache_dir: Path) -> TokenizerOnly | None:
     return _load(model_name, folder)
 
 
-def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path) -> bool:
-    """Raise ``InvalidRequestError`` (pipeline.documents) when over the window; False when it could not check."""
+@dataclass(frozen=True)
+class Fitted:
+    """The layout a submit checked against the window, for its planned cost (built once per submit)."""
+
+    layout: object  # SourceLayout
+    response_len: int
+
+
+def check_prompt_fits(request: AuditRequest, *, model_name: str, cache_dir: Path) -> Fitted | None:
+    """Raise ``InvalidRequestError`` (pipeline.documents) when over the window; the checked layout, or None when
+    it could not check (the model is not cached here yet)."""
     counter = counter_for(model_name, cache_dir)
     if counter is None:
         if "mechanism" in request.audit.methods:  # source ids can be checked with any tokenizer
             layout, _, _ = request_layout(request, ApproxCounter())
             check_mechanism(request, [s.id for s in layout.sources], None)
-        return False
+        return None
     from jinja2 import TemplateError
 
     try:
         layout, _, response_len = request_layout(request, counter)
-        check_fits(len(layout.build().ids), response_len, counter)
+        prompt_len = len(layout.build().ids)
+        check_fits(prompt_len, response_len, counter)
         check_placebos_fit(layout, request, counter, response_len)
         check_paraphrases_fit(request, counter, response_len)
-        tokens = len(layout.build().ids) + response_len
-        check_mechanism(request, [s.id for s in layout.sources], counter.shape, sequence_tokens=tokens)
+        check_mechanism(
+            request, [s.id for s in layout.sources], counter.shape, sequence_tokens=prompt_len + response_len
+        )
     except TemplateError as exc:
         raise InvalidRequestError.for_field("prompt", f"the model's chat template refused this prompt: {exc}") from None
-    return True
+    return Fitted(layout=layout, response_len=response_len)
 
 
 def planned_cost(
-    request: AuditRequest, *, model_name: str, cache_dir: Path, retrieved_doc_chars: int | None = None
+    request: AuditRequest,
+    *,
+    model_name: str,
+    cache_dir: Path,
+    retrieved_doc_chars: int | None = None,
+    fitted: Fitted | None = None,
 ) -> PlannedCost:
-    """The audit's planned passes and tokens (``audits.estimate``), with the model's tokenizer when cached."""
+    """The audit's planned passes and tokens (``audits.estimate``), with the model's tokenizer when cached; from
+    the layout ``check_prompt_fits`` built, when given."""
     from jinja2 import TemplateError
 
+    if fitted is not None:
+        estimate = estimate_from_layout(request, fitted.layout, fitted.response_len, method="tokenizer")
+        return PlannedCost(
+            forward_passes=estimate.forward_passes, tokens=estimate.tokens, tokens_method=estimate.tokens_method
+        )
     try:
         estimate = estimate_cost(request, counter_for(model_name, cache_dir), retrieved_doc_chars=retrieved_doc_chars)
     except TemplateError as exc:

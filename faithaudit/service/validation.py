@@ -13,7 +13,7 @@ from faithaudit.api_schemas.edge import EdgeError, check_edge, printable
 from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.config import Settings
 from faithaudit.errors import ConflictError, InvalidRequestError
-from faithaudit.service.token_budget import check_prompt_fits
+from faithaudit.service.token_budget import Fitted, check_prompt_fits
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,14 +41,20 @@ def parse_body(model: type[M], body: bytes, what: str) -> M:
 
 
 def parse_audit_request(body: bytes, settings: Settings) -> AuditRequest:
+    return validate_audit_request(body, settings)[0]
+
+
+def validate_audit_request(body: bytes, settings: Settings) -> tuple[AuditRequest, Fitted | None]:
+    """The request, validated fully, and the layout its window check built (None: not checked here)."""
     request = parse_body(AuditRequest, body, "audit request")
     check_served(request, settings)
     check_callback(request, settings)
+    fitted = None
     if request.pipeline.kind != "retriever":  # a retriever's documents are known only once the worker retrieves
-        check_prompt_fits(
+        fitted = check_prompt_fits(
             request, model_name=request.model.name or settings.default_model, cache_dir=settings.cache_dir
         )
-    return request
+    return request, fitted
 
 
 def check_corpus(request: AuditRequest, store, tenant: str, *, prefix: str = ""):
@@ -97,9 +103,9 @@ def check_served(request: AuditRequest, settings: Settings) -> None:
     check_source_limits(request, max_sources=settings.max_sources, max_source_chars=settings.max_source_chars)
 
 
-def planned(request: AuditRequest, settings: Settings, corpus=None):
-    """The request's planned cost (``PlannedCost``), counted with the served model's tokenizer when cached; a
-    retriever's documents at its corpus's longest (``check_corpus``'s row)."""
+def planned(request: AuditRequest, settings: Settings, corpus=None, fitted: Fitted | None = None):
+    """The request's planned cost (``PlannedCost``), counted with the served model's tokenizer when cached (from
+    ``fitted``'s layout when given); a retriever's documents at its corpus's longest (``check_corpus``'s row)."""
     from faithaudit.service.token_budget import planned_cost
 
     return planned_cost(
@@ -107,6 +113,7 @@ def planned(request: AuditRequest, settings: Settings, corpus=None):
         model_name=request.model.name or settings.default_model,
         cache_dir=settings.cache_dir,
         retrieved_doc_chars=getattr(corpus, "max_document_chars", None),
+        fitted=fitted,
     )
 
 

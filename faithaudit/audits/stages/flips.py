@@ -17,12 +17,12 @@ import numpy as np
 
 from faithaudit.audits.answers import answer_span, keeps_answer, known_keeps_answer, span_positions
 from faithaudit.audits.context import Findings, Flip, FlipCheck, StageContext
+from faithaudit.audits.decoding import DECODE_ROWS, generate_texts
 from faithaudit.audits.model.adapter import CachedContext, ModelAdapter, ResponseScore
 from faithaudit.audits.plan import register_stage
 from faithaudit.audits.scoring import best_reuse
 
 EXTRA_TOKENS = 8
-DECODE_ROWS = 8  # greedy answers decoded as one batch: a decode step is memory-bound, so 8 rows cost about one
 
 
 def planned_flips(options, num_sources: int) -> int:
@@ -173,22 +173,3 @@ def _known_tokens(score: ResponseScore, max_new_tokens: int) -> tuple[tuple[int,
     if len(tokens) >= max_new_tokens:  # decoding stops at the budget
         tokens, complete = tokens[:max_new_tokens], True
     return tokens, complete
-
-
-def generate_texts(
-    model: ModelAdapter, prompts: Sequence[Sequence[int]], max_new_tokens: int, reuses: Sequence[CachedContext | None]
-) -> list[str]:
-    """``generate_text`` of each prompt with its own ``reuses`` entry, decoded ``DECODE_ROWS`` at a time."""
-    texts: list[str] = []
-    for start in range(0, len(prompts), DECODE_ROWS):
-        rows = slice(start, start + DECODE_ROWS)
-        decoded = model.generate_batch(prompts[rows], max_new_tokens=max_new_tokens, reuses=reuses[rows])
-        texts.extend(model.decode(ids).strip() for ids in decoded)
-    return texts
-
-
-def generate_text(
-    model: ModelAdapter, prompt_ids: Sequence[int], max_new_tokens: int, reuse: CachedContext | None = None
-) -> str:
-    """The greedy continuation of ``prompt_ids``, decoded and stripped."""
-    return model.decode(model.generate(prompt_ids, max_new_tokens=max_new_tokens, reuse=reuse)).strip()

@@ -20,6 +20,7 @@ from faithaudit.api_schemas.report import NextActionReport
 from faithaudit.audits.agent_replay import ToolCaller, replay_to_answer
 from faithaudit.audits.context import Findings, PolicyFinding, StageContext
 from faithaudit.audits.counterfactuals import Counterfactual, perturb
+from faithaudit.audits.decoding import generate_many
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.next_action import parse_next_action, recorded_call, same_action
 from faithaudit.audits.plan import register_stage
@@ -156,20 +157,24 @@ def policy_replay(
     """For each audited output: the drop in log p of the recorded next action without it, and the action the
     model takes greedily with the full trace and without it; with ``tools`` and ``replay_turns``, the agent
     replayed from there to a final answer. The full-trace side is computed once per next action."""
-    full_memo: dict[int | None, tuple[float, NextActionReport]] = {}
+    prefixes = [
+        _prefixes(model, layout, i, response_ids, response_text=response_text, max_new=max_new_tokens)
+        for i in range(layout.num_sources)
+    ]
+    full_actions, without_actions = _greedy_actions(model, prefixes, base)
+    full_logprobs: dict[int | None, float] = {}
     out: dict[int, PolicyFinding] = {}
-    for i in range(layout.num_sources):
-        p = _prefixes(model, layout, i, response_ids, response_text=response_text, max_new=max_new_tokens)
+    for i, p in enumerate(prefixes):
         final = p.action.kind == "final_answer"
-        if p.action.message not in full_memo:
+        if p.action.message not in full_logprobs:
             full_lp = base.score.logprob if final else _target_logprob(model, p.full, p.action.target, base)
-            full_memo[p.action.message] = (full_lp, _greedy_action(model, p.full, p.budget, base))
-        full_lp, full_action = full_memo[p.action.message]
+            full_logprobs[p.action.message] = full_lp
+        full_lp, full_action = full_logprobs[p.action.message], full_actions[p.action.message]
         if final and loo_logprobs is not None:
             without_lp = float(loo_logprobs[i])
         else:
             without_lp = _target_logprob(model, p.without, p.action.target, base)
-        without = _greedy_action(model, p.without, p.budget, base)
+        without = without_actions[i]
         replay = None
         if tools is not None and replay_turns > 0:
             replay = replay_to_answer(
@@ -195,6 +200,24 @@ def _target_logprob(model: ModelAdapter, prefix: Sequence[int], target: Sequence
     return score.logprob
 
 
-def _greedy_action(model: ModelAdapter, prefix: Sequence[int], max_new_tokens: int, base: BaseRun) -> NextActionReport:
-    generated = model.generate(prefix, max_new_tokens=max_new_tokens, reuse=base.cache)
-    return parse_next_action(model.decode(generated))
+def _greedy_actions(
+    model: ModelAdapter, prefixes: Sequence[_Prefixes], base: BaseRun
+) -> tuple[dict[int | None, NextActionReport], list[NextActionReport]]:
+    """The action the model takes greedily with the full trace (once per next action) and without each output,
+    all decoded together from the full trace's cache: rows of one budget per batch (``decoding.generate_many``)."""
+    rows: list[tuple[tuple[int, ...], int]] = []  # (prefix, budget)
+    full_rows: dict[int | None, int] = {}
+    for p in prefixes:
+        if p.action.message not in full_rows:
+            full_rows[p.action.message] = len(rows)
+            rows.append((p.full, p.budget))
+    without_rows = list(range(len(rows), len(rows) + len(prefixes)))
+    rows += [(p.without, p.budget) for p in prefixes]
+    actions: list[NextActionReport | None] = [None] * len(rows)
+    for budget in sorted({b for _, b in rows}):
+        group = [r for r, (_, b) in enumerate(rows) if b == budget]
+        decoded = generate_many(model, [rows[r][0] for r in group], budget, [base.cache] * len(group))
+        for r, ids in zip(group, decoded, strict=True):
+            actions[r] = parse_next_action(model.decode(ids))
+    full = {message: actions[r] for message, r in full_rows.items()}
+    return full, [actions[r] for r in without_rows]  # type: ignore[misc]

@@ -32,7 +32,7 @@ from faithaudit.service.deps import (
     current_tenant,
 )
 from faithaudit.service.html import html_page
-from faithaudit.service.validation import admission, check_corpus, parse_audit_request, planned, request_hash
+from faithaudit.service.validation import admission, check_corpus, planned, request_hash, validate_audit_request
 from faithaudit.store import AuditRow
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -93,9 +93,9 @@ async def submit_audit(
 def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: str | None):
     """A submit's blocking work before the answer, in one trip to the thread pool: validate fully, plan its cost,
     then store it in one transaction that checks the tenant's quotas (429)."""
-    audit_request = parse_audit_request(body, settings)
+    audit_request, fitted = validate_audit_request(body, settings)
     corpus = check_corpus(audit_request, store, tenant)
-    cost = planned(audit_request, settings, corpus)
+    cost = planned(audit_request, settings, corpus, fitted)
     row, created = store.create_audit(
         tenant=tenant,
         request=audit_request.model_dump(mode="json", exclude_unset=True),
