@@ -194,6 +194,12 @@ def test_batched_greedy_decode_equals_one_prompt_at_a_time(model, demo):
     passes, _ = (a - b for a, b in zip(model.counter.snapshot(), before, strict=True))
     assert batched == one_by_one
     assert {len(t) for t in batched} != {0} and len({tuple(t) for t in batched}) > 1  # real, differing answers
-    steps = max(len(t) for t in batched)
-    assert passes <= 3 + len(prompts) * steps  # 3 prompts need a forward of their own, then one row per step
+    assert passes <= 3 + sum(len(t) + 1 for t in batched)  # 3 prompts need a pass of their own; stopped rows leave
+    budgets = [3, budget, 0, 7]  # a budget per row: each row as ``generate`` with its own
+    own_budget = [
+        model.generate(p, max_new_tokens=n, reuse=r) if n else []
+        for p, n, r in zip(prompts, budgets, reuses, strict=True)
+    ]
+    assert model.generate_batch(prompts, max_new_tokens=budgets, reuses=reuses) == own_budget
+    assert [len(t) for t in own_budget] == [3, len(one_by_one[1]), 0, min(7, len(one_by_one[3]))]
     assert model.generate_batch(prompts[:1], max_new_tokens=0, reuses=reuses[:1]) == [[]]

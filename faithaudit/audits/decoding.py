@@ -19,14 +19,18 @@ def generate_texts(
 
 
 def generate_many(
-    model: ModelAdapter, prompts: Sequence[Sequence[int]], max_new_tokens: int, reuses: Sequence[CachedContext | None]
+    model: ModelAdapter,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int | Sequence[int],  # one budget, or one per prompt
+    reuses: Sequence[CachedContext | None],
 ) -> list[list[int]]:
-    """The greedy token ids after each prompt (``generate`` with its own ``reuses`` entry), ``DECODE_ROWS`` rows
-    per ``generate_batch``."""
+    """The greedy token ids after each prompt (``generate`` with its own ``reuses`` entry and budget),
+    ``DECODE_ROWS`` rows per ``generate_batch``."""
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     out: list[list[int]] = []
     for start in range(0, len(prompts), DECODE_ROWS):
         rows = slice(start, start + DECODE_ROWS)
-        out.extend(model.generate_batch(prompts[rows], max_new_tokens=max_new_tokens, reuses=reuses[rows]))
+        out.extend(model.generate_batch(prompts[rows], max_new_tokens=budgets[rows], reuses=reuses[rows]))
     return out
 
 

@@ -132,7 +132,11 @@ class ModelAdapter(TextAdapter, Protocol):
     ) -> list[int]: ...
 
     def generate_batch(
-        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, reuses: Sequence[CachedContext | None]
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int | Sequence[int],  # one budget for all rows, or one per row
+        reuses: Sequence[CachedContext | None],
     ) -> list[list[int]]:
         """Greedy ``generate`` of each prompt (reusing its own ``reuses`` entry), decoded together where the
         adapter batches; equal to ``generate`` row by row."""

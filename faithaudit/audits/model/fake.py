@@ -115,8 +115,9 @@ class FakeModelAdapter(ChatPromptMixin):
             answer = self.samples[seed % len(self.samples)]
         return self.encode(answer)[:max_new_tokens]
 
-    def generate_batch(self, prompts, *, max_new_tokens: int, reuses) -> list[list[int]]:
-        return [self.generate(p, max_new_tokens=max_new_tokens, reuse=r) for p, r in zip(prompts, reuses, strict=True)]
+    def generate_batch(self, prompts, *, max_new_tokens, reuses) -> list[list[int]]:
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        return [self.generate(p, max_new_tokens=n, reuse=r) for p, n, r in zip(prompts, budgets, reuses, strict=True)]
 
     def _count(self, fed: int) -> None:
         self.counter.forward_passes += 1

@@ -268,30 +268,34 @@ class HFModelAdapter(ChatPromptMixin):
 
     @torch.inference_mode()
     def generate_batch(
-        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, reuses: Sequence[CachedContext | None]
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int | Sequence[int],  # one budget for all rows, or one per row
+        reuses: Sequence[CachedContext | None],
     ) -> list[list[int]]:
         """Greedy continuations of several prompts, decoded as one batch: each row's prompt is first cached on its
         own (from its ``reuses`` entry, feeding only what that lacks), then the caches are left-padded into one
         preallocated buffer, and every step feeds one token per row at that row's own position, masking the
-        padding and the rows that have stopped. Token for token what ``generate`` returns row by row (a decode
-        step is memory-bound, so B rows cost about one). Models with sliding-window layers decode row by row."""
-        if max_new_tokens <= 0:
-            return [[] for _ in prompts]
-        cache = self._decode_buffer(max(len(p) for p in prompts) - 1 + max_new_tokens)
-        if cache is None:
-            return [
-                self.generate(p, max_new_tokens=max_new_tokens, reuse=r) for p, r in zip(prompts, reuses, strict=True)
-            ]
-        lengths = [len(p) - 1 for p in prompts]
-        mask = _fill_left_padded(
-            cache, [self._prompt_cache(p, r) for p, r in zip(prompts, reuses, strict=True)], lengths
-        )
+        padding; a row leaves the batch when it stops or reaches its budget. Token for token what ``generate``
+        returns row by row (a decode step is memory-bound: B rows cost far less than B steps). Models with
+        sliding-window layers decode row by row."""
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         out: list[list[int]] = [[] for _ in prompts]
-        live = torch.ones((len(prompts), 1), dtype=torch.long)
-        tokens = torch.tensor([[p[-1]] for p in prompts], dtype=torch.long)
+        rows = [b for b in range(len(prompts)) if budgets[b] > 0]
+        width = max((len(prompts[b]) - 1 for b in rows), default=0)  # every row's cache ends here
+        cache = self._decode_buffer(width + max((budgets[b] for b in rows), default=0))
+        if not rows or cache is None:
+            return [
+                self.generate(p, max_new_tokens=n, reuse=r) if n > 0 else []
+                for p, n, r in zip(prompts, budgets, reuses, strict=True)
+            ]
+        lengths = [len(prompts[b]) - 1 for b in rows]
+        mask = _fill_left_padded(cache, [self._prompt_cache(prompts[b], reuses[b]) for b in rows], lengths)
+        tokens = torch.tensor([[prompts[b][-1]] for b in rows], dtype=torch.long)
         positions = torch.tensor([[n] for n in lengths], dtype=torch.long)
-        for _ in range(max_new_tokens):
-            mask = torch.cat([mask, live], dim=1)
+        while rows:
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
             step = self.model(
                 input_ids=tokens.to(self.device),
                 attention_mask=mask.to(self.device),
@@ -300,13 +304,17 @@ class HFModelAdapter(ChatPromptMixin):
                 use_cache=True,
             )
             chosen = step.logits[:, -1].argmax(dim=-1).cpu()
-            for b, token in enumerate(chosen.tolist()):
-                if live[b, 0] and token in self._stop_ids:
-                    live[b, 0] = 0
-                elif live[b, 0]:
+            keep = []
+            for r, (b, token) in enumerate(zip(rows, chosen.tolist(), strict=True)):
+                if token not in self._stop_ids:
                     out[b].append(int(token))
-            if not live.any():
-                break
+                    if len(out[b]) < budgets[b]:
+                        keep.append(r)
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, dtype=torch.long)
+                _keep_rows(cache, index)
+                mask, chosen, positions = mask[index], chosen[index], positions[index]
+            rows = [rows[r] for r in keep]
             tokens, positions = chosen[:, None], positions + 1
         return out
 
@@ -367,6 +375,14 @@ def _fill_left_padded(cache, kv: Sequence[list[tuple]], lengths: Sequence[int]) 
     for b, length in enumerate(lengths):
         mask[b, width - length :] = 1
     return mask
+
+
+def _keep_rows(cache, index: torch.Tensor) -> None:
+    """Drop the rows of a ``StaticCache`` not in ``index`` (the rows that stopped): later steps skip them."""
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))
+        layer.values = layer.values.index_select(0, index.to(layer.values.device))
+        layer.batch_size = len(index)
 
 
 def _response_score(logits: torch.Tensor, response_ids: Sequence[int], stop_ids: Sequence[int]) -> ResponseScore:

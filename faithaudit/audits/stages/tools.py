@@ -204,7 +204,7 @@ def _greedy_actions(
     model: ModelAdapter, prefixes: Sequence[_Prefixes], base: BaseRun
 ) -> tuple[dict[int | None, NextActionReport], list[NextActionReport]]:
     """The action the model takes greedily with the full trace (once per next action) and without each output,
-    all decoded together from the full trace's cache: rows of one budget per batch (``decoding.generate_many``)."""
+    all decoded together from the full trace's cache, each row to its own budget (``decoding.generate_many``)."""
     rows: list[tuple[tuple[int, ...], int]] = []  # (prefix, budget)
     full_rows: dict[int | None, int] = {}
     for p in prefixes:
@@ -213,11 +213,7 @@ def _greedy_actions(
             rows.append((p.full, p.budget))
     without_rows = list(range(len(rows), len(rows) + len(prefixes)))
     rows += [(p.without, p.budget) for p in prefixes]
-    actions: list[NextActionReport | None] = [None] * len(rows)
-    for budget in sorted({b for _, b in rows}):
-        group = [r for r, (_, b) in enumerate(rows) if b == budget]
-        decoded = generate_many(model, [rows[r][0] for r in group], budget, [base.cache] * len(group))
-        for r, ids in zip(group, decoded, strict=True):
-            actions[r] = parse_next_action(model.decode(ids))
+    decoded = generate_many(model, [r[0] for r in rows], [r[1] for r in rows], [base.cache] * len(rows))
+    actions = [parse_next_action(model.decode(ids)) for ids in decoded]
     full = {message: actions[r] for message, r in full_rows.items()}
-    return full, [actions[r] for r in without_rows]  # type: ignore[misc]
+    return full, [actions[r] for r in without_rows]
