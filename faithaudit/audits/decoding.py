@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faithaudit.audits.model.adapter import CachedContext, ModelAdapter
+from faithaudit.audits.model.adapter import CachedContext, ModelAdapter, row_budgets
 
 DECODE_ROWS = 8
 
@@ -26,7 +26,7 @@ def generate_many(
 ) -> list[list[int]]:
     """The greedy token ids after each prompt (``generate`` with its own ``reuses`` entry and budget),
     ``DECODE_ROWS`` rows per ``generate_batch``."""
-    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    budgets = row_budgets(max_new_tokens, len(prompts))
     out: list[list[int]] = []
     for start in range(0, len(prompts), DECODE_ROWS):
         rows = slice(start, start + DECODE_ROWS)

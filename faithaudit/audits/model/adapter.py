@@ -89,6 +89,11 @@ class TextAdapter(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
+def row_budgets(max_new_tokens: int | Sequence[int], rows: int) -> list[int]:
+    """``generate_batch``'s budgets: one for all rows, or one per row, as a list of ``rows``."""
+    return [max_new_tokens] * rows if isinstance(max_new_tokens, int) else list(max_new_tokens)
+
+
 @runtime_checkable
 class ModelAdapter(TextAdapter, Protocol):
     revision: str

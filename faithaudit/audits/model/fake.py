@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faithaudit.audits.model.adapter import CachedContext, ChatPromptMixin, ForwardCounter, ResponseScore
+from faithaudit.audits.model.adapter import CachedContext, ChatPromptMixin, ForwardCounter, ResponseScore, row_budgets
 from faithaudit.audits.model.chat import plain_chat
 
 
@@ -116,7 +116,7 @@ class FakeModelAdapter(ChatPromptMixin):
         return self.encode(answer)[:max_new_tokens]
 
     def generate_batch(self, prompts, *, max_new_tokens, reuses) -> list[list[int]]:
-        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        budgets = row_budgets(max_new_tokens, len(prompts))
         return [self.generate(p, max_new_tokens=n, reuse=r) for p, n, r in zip(prompts, budgets, reuses, strict=True)]
 
     def _count(self, fed: int) -> None:

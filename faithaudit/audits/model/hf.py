@@ -16,7 +16,13 @@ from pathlib import Path
 
 import torch
 
-from faithaudit.audits.model.adapter import CachedContext, ChatPromptMixin, ForwardCounter, ResponseScore
+from faithaudit.audits.model.adapter import (
+    CachedContext,
+    ChatPromptMixin,
+    ForwardCounter,
+    ResponseScore,
+    row_budgets,
+)
 from faithaudit.audits.model.chat import plain_chat
 from faithaudit.audits.model.device import Compute, auto_rows, input_device, row_bytes
 from faithaudit.audits.model.split_attention import split_prefix_attention
@@ -280,12 +286,14 @@ class HFModelAdapter(ChatPromptMixin):
         padding; a row leaves the batch when it stops or reaches its budget. Token for token what ``generate``
         returns row by row (a decode step is memory-bound: B rows cost far less than B steps). Models with
         sliding-window layers decode row by row."""
-        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        budgets = row_budgets(max_new_tokens, len(prompts))
         out: list[list[int]] = [[] for _ in prompts]
         rows = [b for b in range(len(prompts)) if budgets[b] > 0]
-        width = max((len(prompts[b]) - 1 for b in rows), default=0)  # every row's cache ends here
-        cache = self._decode_buffer(width + max((budgets[b] for b in rows), default=0))
-        if not rows or cache is None:
+        if not rows:
+            return out
+        width = max(len(prompts[b]) - 1 for b in rows)  # every row's cache ends here
+        cache = self._decode_buffer(width + max(budgets[b] for b in rows))
+        if cache is None:
             return [
                 self.generate(p, max_new_tokens=n, reuse=r) if n > 0 else []
                 for p, n, r in zip(prompts, budgets, reuses, strict=True)
@@ -339,8 +347,7 @@ class HFModelAdapter(ChatPromptMixin):
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _count(self, module, args, kwargs) -> None:
-        """One pass per sequence fed (a batch of B rows counts the rows that feed a real token), and the real tokens
-        fed (padding excluded)."""
+        """One pass per sequence fed (a batch of B rows counts B), and the real tokens fed (padding excluded)."""
         ids = kwargs.get("input_ids")
         if ids is None and args:
             ids = args[0]
@@ -350,10 +357,7 @@ class HFModelAdapter(ChatPromptMixin):
             return
         rows, width = int(fed.shape[0]), int(fed.shape[1])
         mask = kwargs.get("attention_mask")
-        real = rows * width
-        if mask is not None and mask.dim() == 2:
-            fed_mask = mask[:, -width:]
-            real, rows = int(fed_mask.sum()), int((fed_mask.sum(dim=1) > 0).sum())  # stopped rows feed nothing
+        real = rows * width if mask is None or mask.dim() != 2 else int(mask[:, -width:].sum())
         self.counter.forward_passes += rows
         self.counter.tokens_processed += real
 

@@ -41,7 +41,9 @@ def answer_flip(ctx: StageContext, found: Findings) -> Findings:
     check = _stability(ctx, found)
     budget = check.max_new_tokens
     candidates = _candidates(ctx, found)
-    answer_full = found.answer_full or known_answer(ctx.model, ctx.base.score, budget)
+    answer_full = found.answer_full
+    if answer_full is None:
+        answer_full = known_answer(ctx.model, ctx.base.score, budget)
     known = [known_answer(ctx.model, found.loo_scores[i], budget) if found.loo_scores else None for i in candidates]
     prompts = [] if answer_full is not None else [ctx.base.prompt.ids]
     prompts += [ctx.layout.without(i).ids for i, text in zip(candidates, known, strict=True) if text is None]
