@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0, description="A worker's lease on an audit; renewed by heartbeat.")
     reaper_interval_seconds: float = Field(default=5.0, gt=0, description="How often expired leases are reaped.")
     max_attempts: int = Field(default=3, ge=1, description="Tries before an audit or a job fails for good.")
+    shard_passes: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Split an audit whose planned passes exceed this into shards that any worker of its queue runs "
+        "(a Celery group), assembled once all are in; 0 (the default): every audit runs on one worker. The report "
+        "equals the single-worker one; each shard adds one full-context pass.",
+    )
     requeue_after_seconds: float | None = Field(
         default=None,
         gt=0,

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK
+from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,21 @@ class Enqueuer:
     def send(self, audit_id: str, queue: str | None = None) -> bool:
         """The audit to ``queue`` (its model's, ``Settings.queue_for``), or to the default queue."""
         return self._send(RUN_AUDIT_TASK, audit_id, queue=queue)
+
+    def send_shards(self, audit_id: str, idxs: list[int], queue: str | None = None) -> bool:
+        """The shards of a split audit (``workers.sharding``) as one Celery group, on the audit's queue: any worker
+        of that queue takes any of them."""
+        from celery import group
+
+        queue = queue or self.queue_name
+        try:
+            group(self.app.signature(RUN_SHARD_TASK, args=[audit_id, i], queue=queue) for i in idxs).apply_async(
+                retry=False
+            )
+        except Exception as exc:  # the broker is down: the reaper sends them once it answers
+            log.warning("could not enqueue the shards %s of %s: %s", idxs, audit_id, exc)
+            return False
+        return True
 
     def send_job(self, job_id: str) -> bool:
         """A corpus build or a gate suite (``RUN_JOB_TASK``)."""

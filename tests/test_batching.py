@@ -110,6 +110,8 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"FAITHAUDIT_DTYPE": "int8"}, "FAITHAUDIT_DTYPE"),
         ({"FAITHAUDIT_BATCH_SIZE": "0"}, "FAITHAUDIT_BATCH_SIZE"),
         ({"FAITHAUDIT_SERVED_MODELS": " , "}, "FAITHAUDIT_SERVED_MODELS"),
+        ({"FAITHAUDIT_SHARD_PASSES": "-1"}, "FAITHAUDIT_SHARD_PASSES"),
+        ({"FAITHAUDIT_SHARD_PASSES": "many"}, "FAITHAUDIT_SHARD_PASSES"),
     ],
 )
 def test_bad_compute_setting_is_a_start_up_error(env, named):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -461,3 +462,69 @@ def test_a_job_lease_is_taken_once_under_racing_claims(store):
         t.join()
     assert sorted(reasons) == ["claimed", "leased", "leased", "leased"]
     assert store.get_job(job.id).attempts == 1
+
+
+def _sharded(store: Store, units: int = 2, *, lease: float = LEASE) -> str:
+    row, _ = _create(store)
+    assert store.claim(row.id, "coordinator", lease_seconds=lease, max_attempts=3).claimed
+    units_ = [["u"]] * units
+    assert store.begin_shards(row.id, "coordinator", units=units_, prepared={"response": "r"}, lease_seconds=lease)
+    assert not store.heartbeat(row.id, "coordinator", lease_seconds=lease)  # the shards hold it now
+    return row.id
+
+
+def test_shards_are_leased_and_the_last_one_stored_assembles_once(store):
+    audit_id = _sharded(store)
+    a, b = (store.claim_shard(audit_id, i, f"w{i}", lease_seconds=LEASE, max_attempts=3) for i in (0, 1))
+    assert a.claimed and b.claimed and a.shard.stages == ["u"]
+    assert store.claim_shard(audit_id, 0, "w9", lease_seconds=LEASE, max_attempts=3).reason == "leased"
+    assert store.heartbeat_shard(audit_id, 0, "w0", lease_seconds=LEASE)
+    assert not store.heartbeat_shard(audit_id, 0, "w9", lease_seconds=LEASE)
+    assert store.finish_shard(audit_id, 0, "w9", result=b"x", lease_seconds=LEASE) == "lost"
+    assert store.finish_shard(audit_id, 0, "w0", result=b"zero", lease_seconds=LEASE) == "stored"
+    assert store.claim_shard(audit_id, 0, "w9", lease_seconds=LEASE, max_attempts=3).reason == "finished"
+    row = store.get_audit(audit_id)
+    assert row.phase == "shards" and row.progress_stage == "shards 1/2" and row.prepared == {"response": "r"}
+    assert store.finish_shard(audit_id, 1, "w1", result=b"one", lease_seconds=LEASE) == "assemble"
+    row = store.get_audit(audit_id)
+    assert row.phase == "assemble" and row.status == "running"
+    assert store.heartbeat(audit_id, "w1", lease_seconds=LEASE)  # the last shard's worker holds the audit
+    assert [(s.worker, s.result) for s in store.shards(audit_id)] == [("w0", b"zero"), ("w1", b"one")]
+    assert store.finish(audit_id, "w1", report={"ok": 1}, gate_passed=True)
+    assert store.delete_audit(audit_id, tenant="acme") and store.shards(audit_id) == []
+
+
+def test_a_dead_shard_is_reaped_and_run_again_and_one_out_of_attempts_fails_the_audit(store):
+    audit_id = _sharded(store, lease=0.01)
+    assert store.reap_shards(stale_enqueue_seconds=60).to_send(resend_stale=True) == {}  # within the grace
+    store.mark_shards_enqueued(audit_id, [0, 1])
+    assert store.claim_shard(audit_id, 0, "dead", lease_seconds=0.01, max_attempts=2).claimed
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    found = store.reap_shards(stale_enqueue_seconds=60, now=later)
+    assert found.expired == [(audit_id, 0)] and found.queued == 2 and found.stale == []
+    assert store.reap(stale_enqueue_seconds=60, now=later).expired == []  # its liveness is its shards'
+    assert store.claim_shard(audit_id, 0, "dead again", lease_seconds=0.01, max_attempts=2).claimed
+    found = store.reap_shards(stale_enqueue_seconds=0.5, now=later + timedelta(seconds=1))
+    assert found.to_send(resend_stale=False) == {audit_id: [0]}
+    assert found.to_send(resend_stale=True) == {audit_id: [0, 1]}  # shard 1: sent long ago, never claimed
+    gave_up = store.claim_shard(audit_id, 0, "w", lease_seconds=LEASE, max_attempts=2)
+    assert gave_up.reason == "exhausted"
+    row = store.get_audit(audit_id)
+    assert row.status == "failed" and row.error == "shard 0 (u) gave up after 2 attempts"
+    assert store.claim_shard(audit_id, 1, "w", lease_seconds=LEASE, max_attempts=2).reason == "not_sharding"
+
+
+def test_a_re_claimed_sharded_audit_resends_what_no_worker_holds_and_a_cancelled_one_stops_its_shards(store):
+    audit_id = _sharded(store, units=3, lease=0.01)
+    assert store.claim_shard(audit_id, 0, "w0", lease_seconds=LEASE, max_attempts=3).claimed
+    assert store.finish_shard(audit_id, 0, "w0", result=b"0", lease_seconds=0.01) == "stored"
+    assert store.claim_shard(audit_id, 1, "w1", lease_seconds=0.01, max_attempts=3).claimed
+    time.sleep(0.05)  # w1 died, shard 2 still waits: a duplicate message claims the audit
+    assert store.claim(audit_id, "again", lease_seconds=LEASE, max_attempts=3).claimed
+    assert store.resume_shards(audit_id, "again", lease_seconds=LEASE) == ("shards", [1, 2])
+    assert store.get_audit(audit_id).phase == "shards"
+    assert not store.heartbeat_shard(audit_id, 1, "w1", lease_seconds=LEASE)
+    assert store.claim_shard(audit_id, 1, "w2", lease_seconds=LEASE, max_attempts=3).claimed
+    assert store.cancel(audit_id).status == "cancelled"
+    assert not store.heartbeat_shard(audit_id, 1, "w2", lease_seconds=LEASE)
+    assert store.finish_shard(audit_id, 1, "w2", result=b"1", lease_seconds=LEASE) == "lost"

@@ -226,6 +226,12 @@ class Cost(_Out):
     tokens_processed: int = Field(description="Tokens fed to the model; a reused cached prefix is not counted.")
     seconds: float
     by_stage: dict[str, MethodCost] = Field(default_factory=dict)
+    workers: int = Field(
+        1,
+        description="Workers whose passes the report holds: 1, or, for an audit split into shards "
+        "(FAITHAUDIT_SHARD_PASSES), the workers of its shards and of its assembly. Passes, tokens and seconds are "
+        "summed over them (each shard recomputes the full-context pass: by_stage.full_context counts each).",
+    )
 
 
 class RetrievedDocument(_Out):

@@ -14,6 +14,7 @@ from faithaudit.api_schemas.suite import GateVerdict
 # The service reaches the workers by task name only (it never imports them).
 RUN_AUDIT_TASK = "faithaudit.run_audit"
 RUN_JOB_TASK = "faithaudit.run_job"  # corpus builds and gate suites
+RUN_SHARD_TASK = "faithaudit.run_shard"  # one unit of an audit split over workers
 DELIVER_CALLBACK_TASK = "faithaudit.deliver_callback"  # an ended audit's webhook (request.callback_url)
 
 AuditStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -115,9 +115,16 @@ class Placebos:
 
 @dataclass(frozen=True)
 class Orders:
+    """The documents in other seeded orders; the given order's leave-one-out is ``Findings.reliance``, so this
+    stage reads nothing another stage wrote and may run on its own shard."""
+
     permutations: tuple[tuple[str, ...], ...]  # document ids in prompt order; the given order first
-    reliance: np.ndarray  # [orders, n] leave-one-out reliance in each order, nats
-    logprob_full: np.ndarray  # [orders] log p(response | full context) in each order
+    others: np.ndarray  # [orders - 1, n] leave-one-out reliance in each other order, nats
+    logprob_full_others: np.ndarray  # [orders - 1] log p(response | full context) in each other order
+
+    def reliance(self, given: np.ndarray) -> np.ndarray:
+        """[orders, n]: the given order's reliance, then each other order's."""
+        return np.vstack([given, self.others])
 
 
 @dataclass(frozen=True)

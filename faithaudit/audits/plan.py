@@ -36,6 +36,8 @@ class Stage:
     needs_any: tuple[str, ...] = ()  # runs only when one of these stages is planned too
     needs_reordering: bool = False  # runs only when the sources' order can change (documents, not a trace)
     metered: bool = True  # has its own entry in ``report.cost.by_stage``
+    reads: tuple[str, ...] = ()  # earlier stages whose findings it reads (a shard runs them together)
+    shardable: bool = True  # may run on another worker (``audits.shards``); False: when the audit is assembled
 
 
 _STAGES: dict[str, Stage] = {}
@@ -51,6 +53,8 @@ def register_stage(
     needs_any: tuple[str, ...] = (),
     needs_reordering: bool = False,
     metered: bool = True,
+    reads: tuple[str, ...] = (),
+    shardable: bool = True,
 ) -> Callable[[StageFn], StageFn]:
     """Register ``fn`` as the stage ``name``. By default a request selects it by listing ``name`` in
     ``audit.methods``; ``selects`` replaces that rule (answer flips are selected by ``answer_flip_top_k``)."""
@@ -69,6 +73,8 @@ def register_stage(
             needs_any=needs_any,
             needs_reordering=needs_reordering,
             metered=metered,
+            reads=reads,
+            shardable=shardable,
         )
         return fn
 
@@ -103,6 +109,25 @@ class AuditPlan:
     stages: tuple[Stage, ...]
     passes: dict[str, int]  # planned progress units per stage
     with_attention: bool  # read attention in the full-context pass
+
+    @property
+    def units(self) -> tuple[tuple[str, ...], ...]:
+        """The shardable stages in groups that can run apart: a stage joins the group of every planned stage it
+        reads (``Stage.reads``). Groups keep the plan's order, and so does each group's list of stages."""
+        names = [s.name for s in self.stages if s.shardable]
+        group = {name: i for i, name in enumerate(names)}
+        for stage in self.stages:
+            for read in stage.reads if stage.shardable else ():
+                if read in group:
+                    old, new = group[stage.name], group[read]
+                    group = {k: new if g == old else g for k, g in group.items()}
+        order = list(dict.fromkeys(group[name] for name in names))
+        return tuple(tuple(n for n in names if group[n] == g) for g in order)
+
+    @property
+    def assembled(self) -> tuple[Stage, ...]:
+        """The stages that run once every shard is in (they read findings from several units)."""
+        return tuple(s for s in self.stages if not s.shardable)
 
     @property
     def total_passes(self) -> int:

@@ -8,23 +8,27 @@ The flow, one call per step:
     base      scoring    one full pass: score, attention, KV cache
     stages    stages/    each (context, findings) -> findings, in plan order, metered   (Findings)
     report    report/    sources, labels, summary, flags, citations, gate                (AuditReport)
-A retriever pipeline is resolved first (``Corpora``: the caller's corpus library), audited as documents, then
-scored for retrieval sensitivity.
+``prepare_audit`` does the first four steps, ``run_stages`` the stages, ``report_of`` the report; one worker calls
+them in turn (``run_audit``), or several share the stages (``audits.shards``: units of stages, each on its own
+worker, merged before the stages that read them all). A retriever pipeline is resolved first (``Corpora``: the
+caller's corpus library), audited as documents, then scored for retrieval sensitivity.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from faithaudit.api_schemas import AuditReport, AuditRequest, MethodCost, RagPipeline
+from faithaudit.api_schemas import AuditReport, AuditRequest, Cost, MethodCost, RagPipeline
 from faithaudit.audits.context import Findings, StageContext, ToolFactory
 from faithaudit.audits.decoding import generate_text
 from faithaudit.audits.mechanism.budget import check_mechanism
 from faithaudit.audits.meter import Meter, Progress, ProgressTracker
 from faithaudit.audits.model.adapter import ModelAdapter
 from faithaudit.audits.placebos import check_placebos_fit
-from faithaudit.audits.plan import AuditPlan
+from faithaudit.audits.plan import AuditPlan, Stage
 from faithaudit.audits.prompt.layout import SourceLayout, check_fits, check_paraphrases_fit, request_layout
 from faithaudit.audits.reliance import SurrogateSolver
 from faithaudit.audits.report.build import build_report
@@ -32,6 +36,25 @@ from faithaudit.audits.retrieval_sensitivity import Retrieved, retrieval_sensiti
 from faithaudit.audits.scoring import score_full_context
 from faithaudit.audits.source_limits import check_source_limits
 from faithaudit.errors import FaithauditError, InvalidRequestError
+
+
+@dataclass
+class Prepared:
+    """An audit up to its stages: the request's layout and plan, the response, the full-context pass and the
+    context the stages read. ``start()`` is the findings before any stage."""
+
+    request: AuditRequest
+    model: ModelAdapter
+    layout: SourceLayout
+    plan: AuditPlan
+    response: str
+    origin: str  # request | trace | generated
+    ctx: StageContext
+    meter: Meter
+    tracker: ProgressTracker
+
+    def start(self) -> Findings:
+        return Findings(answer_full=self.response if self.origin == "generated" else None)
 
 
 def run_audit(
@@ -46,6 +69,27 @@ def run_audit(
 ) -> AuditReport:
     """Audit ``request`` with ``model``. Limits (from settings) turn oversized input into field errors.
     ``tools`` builds the tool registry an agent replay calls (``faithaudit.tools.registry_for``)."""
+    prepared = prepare_audit(
+        request, model, progress=progress, solver=solver, max_sources=max_sources,
+        max_source_chars=max_source_chars, tools=tools,
+    )  # fmt: skip
+    found = run_stages(prepared, prepared.plan.stages, prepared.start())
+    return report_of(prepared, found)
+
+
+def prepare_audit(
+    request: AuditRequest,
+    model: ModelAdapter,
+    *,
+    progress: Progress | None = None,
+    solver: SurrogateSolver | None = None,
+    max_sources: int | None = None,
+    max_source_chars: int | None = None,
+    tools: ToolFactory | None = None,
+    response: tuple[str, str] | None = None,
+) -> Prepared:
+    """Check the request, settle the response (``response``: (text, origin) settled earlier, as a shard is
+    given it) and make the full-context pass."""
     check_source_limits(request, max_sources=max_sources, max_source_chars=max_source_chars)
     layout, given, budget = request_layout(request, model)
     plan = AuditPlan.build(request.audit, layout.num_sources, reorderable=layout.reorderable)
@@ -56,29 +100,40 @@ def run_audit(
     meter = Meter(model)
     tracker = ProgressTracker(plan.total_passes, progress)
 
-    response, origin = _response(request, model, layout, given, meter)
-    response_ids = model.encode(response)
+    text, origin = response or _response(request, model, layout, given, meter)
+    response_ids = model.encode(text)
     check_fits(len(layout.build().ids), max(len(response_ids), budget), model)
     with meter.measure("full_context"):
         base = score_full_context(model, layout, response_ids, with_attention=plan.with_attention)
     tracker.step("full_context")
 
     ctx = StageContext(
-        request, model, layout, response, response_ids, base, tracker,
+        request, model, layout, text, response_ids, base, tracker,
         solver=solver, tools=tools, stages=frozenset(s.name for s in plan.stages),
     )  # fmt: skip
-    found = Findings(answer_full=response if origin == "generated" else None)
-    for stage in plan.stages:
+    return Prepared(request, model, layout, plan, text, origin, ctx, meter, tracker)
+
+
+def run_stages(prepared: Prepared, stages: Sequence[Stage], found: Findings, *, meter: Meter | None = None) -> Findings:
+    """Run ``stages`` in order from ``found``, each metered (into ``meter``, else the audit's own)."""
+    meter = meter or prepared.meter
+    for stage in stages:
         if stage.metered:
             with meter.measure(stage.name):
-                found = stage.run(ctx, found)
+                found = stage.run(prepared.ctx, found)
         else:
-            found = stage.run(ctx, found)
+            found = stage.run(prepared.ctx, found)
+    return found
+
+
+def report_of(prepared: Prepared, found: Findings, *, cost: Cost | None = None) -> AuditReport:
+    """The report of ``found``; ``cost``: the audit's whole cost when other workers scored part of it."""
     report = build_report(
-        request, model, layout, base, found,
-        response=response, origin=origin, response_ids=list(response_ids), cost=meter.cost(),
+        prepared.request, prepared.model, prepared.layout, prepared.ctx.base, found,
+        response=prepared.response, origin=prepared.origin, response_ids=list(prepared.ctx.response_ids),
+        cost=cost or prepared.meter.cost(),
     )  # fmt: skip
-    tracker.finish()
+    prepared.tracker.finish()
     return report
 
 

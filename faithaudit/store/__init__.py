@@ -6,8 +6,9 @@ a worker holds an audit or a job through a lease (``claim``/``heartbeat``) and o
 
 Modules: ``schema`` (tables, ``UTCDateTime``, constants), ``base`` (engine, transactions, upgrade/ping/dispose),
 ``audits`` (audits and their events: API side, worker leases, metrics), ``jobs`` (leased like audits),
-``corpora`` (with the jobs that change them), ``sweep`` (what a reaper sweep found), ``usage`` (for quotas),
-``keys`` (API keys), ``retention`` (delete what is past FAITHAUDIT_RETENTION_DAYS).
+``shards`` (the leased units of an audit split over workers), ``corpora`` (with the jobs that change them),
+``sweep`` (what a reaper sweep found), ``usage`` (for quotas), ``keys`` (API keys), ``retention`` (delete what is
+past FAITHAUDIT_RETENTION_DAYS).
 Workers and the API both import it from here; it imports nothing of ``faithaudit.service``.
 """
 
@@ -28,11 +29,12 @@ from faithaudit.store.schema import (
     UTCDateTime,
     metadata,
 )
+from faithaudit.store.shards import ShardClaim, ShardRow, ShardsStore
 from faithaudit.store.sweep import Sweep
 from faithaudit.store.usage import Usage, UsageStore
 
 
-class Store(AuditsStore, CorporaStore, JobsStore, KeysStore, UsageStore, RetentionStore, StoreBase):
+class Store(AuditsStore, ShardsStore, CorporaStore, JobsStore, KeysStore, UsageStore, RetentionStore, StoreBase):
     """All reads and writes of the service's database."""
 
 
@@ -48,6 +50,8 @@ __all__ = [
     "CorpusRow",
     "JobClaim",
     "JobRow",
+    "ShardClaim",
+    "ShardRow",
     "Store",
     "Sweep",
     "UTCDateTime",

@@ -25,6 +25,7 @@ from faithaudit.store.schema import (
     STATUSES,
     _as_utc,
     audit_events,
+    audit_shards,
     audit_tags,
     audits,
 )
@@ -52,6 +53,8 @@ class AuditRow:
     finished_at: datetime | None
     updated_at: datetime
     queue: str | None = None  # routed to a per-model queue (Settings.model_queues); None: the default queue
+    phase: str | None = None  # None: one worker; shards | assemble: split over workers (``store.shards``)
+    prepared: dict | None = None  # what a sharded audit settled once (its response)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def _to_audit(row: sa.Row) -> AuditRow:
         finished_at=m["finished_at"],
         updated_at=m["updated_at"],
         queue=m["queue"],
+        phase=m["phase"],
+        prepared=json.loads(m["prepared"]) if m["prepared"] is not None else None,
     )
 
 
@@ -262,6 +267,7 @@ class AuditsStore(StoreBase):
                 return False
             conn.execute(audit_events.delete().where(audit_events.c.audit_id == audit_id))
             conn.execute(audit_tags.delete().where(audit_tags.c.audit_id == audit_id))
+            conn.execute(audit_shards.delete().where(audit_shards.c.audit_id == audit_id))
         return True
 
     def cancel(self, audit_id: str, *, tenant: str | None = None, now: datetime | None = None) -> AuditRow | None:
@@ -376,7 +382,8 @@ class AuditsStore(StoreBase):
         """Expired leases go back to queued; queued audits never enqueued, or enqueued before the cutoff."""
         now = now or _utcnow()
         with self._write() as conn:
-            requeued = requeue_expired(conn, audits, _NO_LEASE, now=now)
+            sharding = sa.and_(audits.c.phase.is_not(None), audits.c.phase == "shards")
+            requeued = requeue_expired(conn, audits, _NO_LEASE, now=now, keep=sharding)
             for audit_id in requeued:
                 self._event(conn, audit_id, "requeued", now)
         with self._read() as conn:

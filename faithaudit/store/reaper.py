@@ -1,6 +1,6 @@
-"""Nothing submitted is lost, nothing stays stuck: one sweep re-sends audits and jobs whose worker lease expired,
-those never enqueued, and, when the broker lost messages, those no worker claimed in time. With a retention,
-finished audits and jobs older than it are deleted on each sweep.
+"""Nothing submitted is lost, nothing stays stuck: one sweep re-sends audits, jobs and the shards of split audits
+whose worker lease expired, those never enqueued, and, when the broker lost messages, those no worker claimed in
+time. With a retention, finished audits and jobs older than it are deleted on each sweep.
 
 Lost messages are recognised two ways, so queued work comes back within about one lease after a broker restart:
 - the broker's instance id changed since the last sweep (``BrokerWatch``: Redis's ``run_id``; a restarted Redis
@@ -31,6 +31,7 @@ class Broker(Protocol):
 
     def send(self, audit_id: str, queue: str | None = None) -> bool: ...
     def send_job(self, job_id: str) -> bool: ...
+    def send_shards(self, audit_id: str, idxs: list[int], queue: str | None = None) -> bool: ...
     def queue_depth(self) -> int | None: ...
     def instance_id(self) -> str | None: ...
 
@@ -86,8 +87,10 @@ def reap_once(
     stale_after = 0.0 if restarted else stale_enqueue_seconds
     jobs = store.reap_jobs(stale_enqueue_seconds=stale_after)
     audits = store.reap(stale_enqueue_seconds=stale_after)
-    both = jobs + audits
-    resend_stale = restarted or (bool(both.stale) and messages_lost(both, broker.queue_depth()))
+    shards = store.reap_shards(stale_enqueue_seconds=stale_after)
+    both = jobs + audits + Sweep(queued=shards.queued)
+    stale = bool(both.stale) or bool(shards.stale)
+    resend_stale = restarted or (stale and messages_lost(both, broker.queue_depth()))
     failed = 0
     for job_id in _to_send(jobs, resend_stale=resend_stale):
         if broker.send_job(job_id):
@@ -101,11 +104,27 @@ def reap_once(
             sent.append(audit_id)
         else:
             failed += 1
+    failed += _send_shards(store, broker, shards.to_send(resend_stale=resend_stale))
     if watch is not None and not failed:
         watch.confirm(instance)
     if sent:
         log.info("reaper enqueued %d audit(s): %s", len(sent), ", ".join(sent))
     return sent
+
+
+def _send_shards(store, broker: Broker, found: dict[str, list[int]]) -> int:
+    """Shards to send again (``ShardSweep.to_send``), each to its audit's queue; how many sends failed."""
+    failed = 0
+    for audit_id, idxs in found.items():
+        audit = store.get_audit(audit_id)
+        if audit is None:
+            continue
+        if broker.send_shards(audit_id, idxs, audit.queue):
+            store.mark_shards_enqueued(audit_id, idxs)
+            log.info("reaper sent shards %s of audit %s again", idxs, audit_id)
+        else:
+            failed += 1
+    return failed
 
 
 class ReaperThread(threading.Thread):

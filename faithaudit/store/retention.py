@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from faithaudit.store.base import StoreBase
-from faithaudit.store.schema import ACTIVE, audit_events, audit_tags, audits, jobs, usage_events
+from faithaudit.store.schema import ACTIVE, audit_events, audit_shards, audit_tags, audits, jobs, usage_events
 from faithaudit.store.usage import WINDOW_SECONDS
 
 
@@ -25,6 +25,7 @@ class RetentionStore(StoreBase):
             if ids:
                 conn.execute(audit_events.delete().where(audit_events.c.audit_id.in_(ids)))
                 conn.execute(audit_tags.delete().where(audit_tags.c.audit_id.in_(ids)))
+                conn.execute(audit_shards.delete().where(audit_shards.c.audit_id.in_(ids)))
                 conn.execute(audits.delete().where(audits.c.id.in_(ids)))
             done_jobs = conn.execute(
                 jobs.delete().where(jobs.c.created_at < cutoff, jobs.c.status.in_(("succeeded", "failed")))

@@ -65,6 +65,8 @@ audits = sa.Table(
     sa.Column("planned_passes", sa.Integer(), nullable=True),
     sa.Column("planned_tokens", sa.BigInteger(), nullable=True),
     sa.Column("queue", sa.String(128), nullable=True),  # null: the default queue (Settings.queue_name)
+    sa.Column("phase", sa.String(16), nullable=True),  # null: one worker; shards | assemble (store.shards)
+    sa.Column("prepared", sa.Text(), nullable=True),  # JSON: the response a sharded audit settled once
     sa.Column("lease_owner", sa.String(), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
     sa.Column("enqueued_at", UTCDateTime(), nullable=True),
@@ -93,6 +95,26 @@ audit_tags = sa.Table(
     sa.Column("tag", sa.String(64), primary_key=True),
     sa.Column("tenant", sa.String(), nullable=False),
     sa.Index("ix_audit_tags_tenant_tag", "tenant", "tag"),
+)
+
+
+audit_shards = sa.Table(  # the units of a sharded audit (audits.shards), each leased like an audit
+    "audit_shards",
+    metadata,
+    sa.Column("audit_id", sa.String(32), primary_key=True),
+    sa.Column("idx", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("stages", sa.Text(), nullable=False),  # JSON list of stage names
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("lease_owner", sa.String(), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("worker", sa.String(), nullable=True),  # who scored it (report.cost.workers)
+    sa.Column("result", sa.LargeBinary(), nullable=True),  # audits.shards.encode(UnitResult)
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("enqueued_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_audit_shards_status", "status"),
 )
 
 

@@ -44,9 +44,14 @@ class Sweep:
         )
 
 
-def requeue_expired(conn: Connection, table: sa.Table, no_lease: dict, *, now: datetime) -> list[str]:
-    """Running rows of ``table`` whose lease expired go back to queued (one conditional UPDATE each); their ids."""
+def requeue_expired(
+    conn: Connection, table: sa.Table, no_lease: dict, *, now: datetime, keep: sa.ColumnElement[bool] | None = None
+) -> list[str]:
+    """Running rows of ``table`` whose lease expired go back to queued (one conditional UPDATE each); their ids.
+    Rows matching ``keep`` are left alone (a split audit's liveness is its shards', ``store.shards``)."""
     expired = sa.and_(table.c.status == "running", table.c.lease_expires_at < now)
+    if keep is not None:
+        expired = sa.and_(expired, sa.not_(keep))
     requeued = []
     for item_id in conn.execute(sa.select(table.c.id).where(expired)).scalars().all():
         done = conn.execute(

@@ -14,10 +14,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from faithaudit import telemetry
-from faithaudit.api_schemas import AuditRequest
+from faithaudit.api_schemas import AuditReport, AuditRequest
 from faithaudit.config import get_settings
 from faithaudit.errors import FaithauditError, InvalidRequestError
 
@@ -105,11 +105,8 @@ def _job_lease(store, job_id: str, lease_seconds: float) -> _Lease:
 
 
 def execute_audit(audit_id: str) -> str:
-    """Run one stored audit; returns what happened (for logs): succeeded, failed, skipped:<reason>, lease_lost."""
-    from faithaudit.audits.run import audit_request
-    from faithaudit.retrieval.replay import CorpusLibrary
-    from faithaudit.tools import registry_for
-
+    """Run one stored audit; returns what happened (for logs): succeeded, failed, sharded, skipped:<reason>,
+    lease_lost."""
     settings = get_settings()
     store = get_store()
     claim = store.claim(audit_id, WORKER_ID, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts)
@@ -119,44 +116,68 @@ def execute_audit(audit_id: str) -> str:
             _callback_later(audit_id, claim.audit.request)
         return f"skipped:{claim.reason}"
     telemetry.ATTEMPTS.inc()
+    return run_held(store, claim.audit, partial(_audit_work, store, claim.audit))
+
+
+def _audit_work(store, audit, request: AuditRequest, model, lease: _Lease) -> AuditReport | None:
+    """The audit on this worker, or split over several (``workers.sharding``: None once its shards are sent)."""
+    from faithaudit.audits.run import audit_request
+    from faithaudit.retrieval.replay import CorpusLibrary
+    from faithaudit.tools import registry_for
+    from faithaudit.workers import sharding
+
+    if sharding.splits(audit, request):
+        return sharding.coordinate(store, audit, request, model, lease)
+    settings = get_settings()
+    return audit_request(
+        request,
+        model,
+        tenant=audit.tenant,
+        corpora=CorpusLibrary(settings.data_dir),
+        progress=lease.progress,
+        max_sources=settings.max_sources,
+        max_source_chars=settings.max_source_chars,
+        tools=registry_for,
+    )
+
+
+def run_held(store, audit, work: Callable[[AuditRequest, object, _Lease], AuditReport | None]) -> str:
+    """Run ``work(request, model, lease)`` on an audit this worker holds, under a renewed lease, and store the
+    report it returns once (None: the audit was handed to its shards). Errors fail the audit, saying why."""
+    settings = get_settings()
     started = time.monotonic()
-    with _audit_lease(store, audit_id, settings.lease_seconds) as lease:
+    with _audit_lease(store, audit.id, settings.lease_seconds) as lease:
         try:
-            request = AuditRequest.model_validate(claim.audit.request)
-            _check_corpus_ready(store, claim.audit.tenant, request)
+            request = AuditRequest.model_validate(audit.request)
+            _check_corpus_ready(store, audit.tenant, request)
             model = get_model(request.model.name)
-            lease.progress(0.0, "model loaded")
-            report = audit_request(
-                request,
-                model,
-                tenant=claim.audit.tenant,
-                corpora=CorpusLibrary(settings.data_dir),
-                progress=lease.progress,
-                max_sources=settings.max_sources,
-                max_source_chars=settings.max_source_chars,
-                tools=registry_for,
-            )
+            if audit.phase is None:
+                lease.progress(0.0, "model loaded")
+            report = work(request, model, lease)
         except LeaseLost:
-            log.info("audit %s: lease lost (deleted, cancelled or reaped); stopping", audit_id)
+            log.info("audit %s: lease lost (deleted, cancelled or reaped); stopping", audit.id)
             telemetry.audit_finished("lease_lost")
             return "lease_lost"
         except InvalidRequestError as exc:
-            if store.fail(audit_id, WORKER_ID, error=exc.message):
-                _callback_later(audit_id, claim.audit.request)
-            telemetry.audit_finished("failed")
-            return "failed"
+            return _failed(store, audit, exc.message)
         except Exception as exc:
-            log.exception("audit %s failed", audit_id)
-            if store.fail(audit_id, WORKER_ID, error=f"{type(exc).__name__}: {exc}"):
-                _callback_later(audit_id, claim.audit.request)
-            telemetry.audit_finished("failed")
-            return "failed"
-    written = store.finish(audit_id, WORKER_ID, report=report.model_dump(mode="json"), gate_passed=report.gate.passed)
+            log.exception("audit %s failed", audit.id)
+            return _failed(store, audit, f"{type(exc).__name__}: {exc}")
+    if report is None:
+        return "sharded"
+    written = store.finish(audit.id, WORKER_ID, report=report.model_dump(mode="json"), gate_passed=report.gate.passed)
     seconds = time.monotonic() - started
     telemetry.audit_finished("succeeded" if written else "duplicate", seconds=seconds, stages=report.cost.by_stage)
     if written:
-        _callback_later(audit_id, claim.audit.request)
+        _callback_later(audit.id, audit.request)
     return "succeeded" if written else "skipped:already_finished"
+
+
+def _failed(store, audit, error: str) -> str:
+    if store.fail(audit.id, WORKER_ID, error=error):
+        _callback_later(audit.id, audit.request)
+    telemetry.audit_finished("failed")
+    return "failed"
 
 
 def _check_corpus_ready(store, tenant: str, request: AuditRequest) -> None:

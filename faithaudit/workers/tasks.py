@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK
+from faithaudit.api_schemas import DELIVER_CALLBACK_TASK, RUN_AUDIT_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 from faithaudit.workers.celery_app import get_celery
 
 celery = get_celery()
@@ -13,6 +13,13 @@ def run_audit_task(audit_id: str) -> str:
     from faithaudit.workers.runtime import execute_audit
 
     return execute_audit(audit_id)
+
+
+@celery.task(name=RUN_SHARD_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_shard_task(audit_id: str, idx: int) -> str:
+    from faithaudit.workers.sharding import execute_shard
+
+    return execute_shard(audit_id, idx)
 
 
 @celery.task(name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

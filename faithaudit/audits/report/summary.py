@@ -49,7 +49,9 @@ def summarise(
         placebo_reliance=None
         if found.placebos is None
         else [rounded(v) for v in found.placebos.noise.placebo_reliance],
-        order_top1_stability=None if found.orders is None else rounded(top1_stability(found.orders.reliance)),
+        order_top1_stability=None
+        if found.orders is None
+        else rounded(top1_stability(found.orders.reliance(found.reliance))),
         answer_span=None if check is None else " ".join(check.answer_span),
         greedy_margin_nats=None if check is None else rounded(check.margin),
         placebo_flip_rate=None if check is None else rounded(check.placebo_flip_rate),

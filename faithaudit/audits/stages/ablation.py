@@ -24,7 +24,7 @@ def planned_masks(options: AuditOptions, num_sources: int) -> int:
     return ablation.planned_passes(num_sources, options.num_ablations)
 
 
-@register_stage("context_ablation", passes=planned_masks, order=30)
+@register_stage("context_ablation", passes=planned_masks, order=30, reads=("leave_one_out", "no_context"))
 def context_ablation(ctx: StageContext, found: Findings) -> Findings:
     opts, n = ctx.options, ctx.num_sources
     on_each = ctx.progress.ticker("context_ablation")

@@ -16,7 +16,7 @@ from faithaudit.audits.plan import register_stage
 from faithaudit.audits.scoring import score_prompt
 
 
-@register_stage("attention", passes=lambda options, n: 0, order=0, needs_attention=True, metered=False)
+@register_stage("attention", passes=lambda options, n: 0, order=0, needs_attention=True, metered=False, shardable=False)
 def attention(ctx: StageContext, found: Findings) -> Findings:
     return replace(found, attention=ctx.base.attention)
 

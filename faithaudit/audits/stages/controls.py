@@ -65,7 +65,7 @@ def planned_order_passes(options, num_sources: int) -> int:
 def orders(ctx: StageContext, found: Findings) -> Findings:
     layout, n = ctx.layout, ctx.num_sources
     ids = layout.document_ids
-    rows, full = [found.reliance], [ctx.base.score.logprob]
+    rows, full = [], []
     perms = [tuple(ids)]
     tick = ctx.progress.ticker("orders")
     for order in seeded_orders(len(ids), ctx.options.orders - 1, seed=ctx.options.seed):
@@ -77,5 +77,6 @@ def orders(ctx: StageContext, found: Findings) -> Findings:
         rows.append(base.score.logprob - loo)
         full.append(base.score.logprob)
         perms.append(tuple(ids[k] for k in order))
-    measured = Orders(permutations=tuple(perms), reliance=np.vstack(rows), logprob_full=np.array(full))
+    others = np.vstack(rows) if rows else np.zeros((0, n))
+    measured = Orders(permutations=tuple(perms), others=others, logprob_full_others=np.array(full))
     return replace(found, orders=measured)

@@ -36,6 +36,7 @@ def planned_flips(options, num_sources: int) -> int:
     order=40,
     selects=lambda options: options.answer_flip_top_k > 0,
     needs_any=("leave_one_out", "context_ablation"),
+    shardable=False,  # reads leave-one-out, the placebos and the surrogate: it runs when the shards are in
 )
 def answer_flip(ctx: StageContext, found: Findings) -> Findings:
     check = _stability(ctx, found)

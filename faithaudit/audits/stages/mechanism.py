@@ -42,6 +42,7 @@ def traced_sources(ctx: StageContext, found: Findings) -> list[int]:
     "mechanism",
     passes=lambda o, n: o.mechanism_max_passes * (len(o.mechanism_sources) or min(o.mechanism_top_k, n)),
     order=80,
+    shardable=False,  # traces the sources the merged findings rely on most
 )
 def mechanism(ctx: StageContext, found: Findings) -> Findings:
     from faithaudit.audits.mechanism.source import trace_in_context

@@ -63,7 +63,7 @@ def tool_counterfactual(ctx: StageContext, found: Findings) -> Findings:
     return replace(found, counterfactual=measured, counterfactual_outputs=outputs)
 
 
-@register_stage("policy_replay", passes=_per_source, order=70)
+@register_stage("policy_replay", passes=_per_source, order=70, reads=("leave_one_out",))
 def policy_replay_stage(ctx: StageContext, found: Findings) -> Findings:
     turns = ctx.options.replay_turns
     if turns and ctx.tools is None:
