@@ -304,4 +304,8 @@ def test_token_heatmap_sentences_retrieval_thresholds_and_stage_cost() -> None:
     assert "min_context_reliance" in thresholds and "decisive" in thresholds and "1.250" in thresholds
     cost = page[page.index('id="cost"') :]
     assert cost.index("context_ablation") < cost.index("leave_one_out")  # slowest stage first
+    assert "workers" not in cost[: cost.index("</p>")]  # one worker: nothing to say
+    report = _rich_report()
+    split = report.model_copy(update={"cost": report.cost.model_copy(update={"workers": 2})})
+    assert "summed over 2 workers" in render_report_html(split)
     assert 'id="methods"' in page and "nats of log-odds" in page

@@ -6,6 +6,10 @@ Every method is a named stage in an explicit registry, in the style of inseq's s
 (the names ``api_schemas.request.Method`` declares for the API, which cannot import this registry: a test keeps the
 two equal). A stage reads the shared context and returns its findings as data; it knows nothing of prose, HTML
 or HTTP. ``AuditPlan.build(options, n)`` picks the stages a request asks for, once, before any pass.
+
+A stage declares the earlier stages whose findings it reads (``reads``); ``AuditPlan.units`` groups the planned
+stages by those declarations into units that may run on different workers (``audits.shards``); a stage that reads
+several units' findings is ``shardable=False`` and runs once they are merged (``AuditPlan.assembled``).
 """
 
 from __future__ import annotations

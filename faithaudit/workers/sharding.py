@@ -132,6 +132,8 @@ def assemble(store, audit, request: AuditRequest, model, progress: Progress) -> 
     if not rows or any(r.status != "succeeded" for r in rows):
         raise RuntimeError(f"audit {audit.id}: assembled before every shard was stored")
     prepared, fresh = _prepared_for(audit, request, model, lambda f, s: progress(0.95 + 0.05 * f, s))
+    if [r.stages for r in rows] != [list(u) for u in prepared.plan.units]:  # workers of another version
+        raise RuntimeError(f"audit {audit.id}: its shards {[r.stages for r in rows]} are not this worker's plan")
     results = [decode(r.result) for r in rows]
     meter = Meter(model)
     found = run_stages(prepared, prepared.plan.assembled, merge(prepared.start(), results), meter=meter)

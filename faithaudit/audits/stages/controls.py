@@ -7,7 +7,8 @@ When answer flips will count (``stages.flips.answer_gate``), whether the greedy 
 the answer span is settled here, from that pass (``stages.flips.score_then_check``), for the placebos' flip rate.
 
 ``orders``: extra seeded permutations of the documents, each re-scoring the full context and leave-one-out, so
-that every reliance gets an interval over the orders. A trace keeps its causal order and is not permuted.
+that every reliance gets an interval over the orders (with the given order's leave-one-out, which this stage does
+not read: ``Orders.reliance(given)``, so it may run on a shard of its own). A trace keeps its causal order.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def leave_one_out(ctx: StageContext, found: Findings) -> Findings:
     )
 
 
-@register_stage("no_context", passes=lambda options, n: 1, order=20, reads=("leave_one_out",))  # reused
+@register_stage("no_context", passes=lambda options, n: 1, order=20, reads=("leave_one_out",))  # appends to reused
 def no_context(ctx: StageContext, found: Findings) -> Findings:
     masks = interventions.no_context_mask(ctx.num_sources)
     (score,) = _score(ctx, masks, "no_context")
