@@ -28,20 +28,32 @@ class Meter:
             yield
         finally:
             passes, tokens = self.model.counter.snapshot()
-            prev = self.stages.get(stage, MethodCost())
-            self.stages[stage] = MethodCost(
-                forward_passes=prev.forward_passes + passes - passes0,
-                tokens_processed=prev.tokens_processed + tokens - tokens0,
-                seconds=prev.seconds + time.perf_counter() - t0,
+            spent = MethodCost(
+                forward_passes=passes - passes0, tokens_processed=tokens - tokens0, seconds=time.perf_counter() - t0
             )
+            self.stages[stage] = add_cost(self.stages.get(stage, MethodCost()), spent)
 
     def cost(self) -> Cost:
-        return Cost(
-            forward_passes=sum(s.forward_passes for s in self.stages.values()),
-            tokens_processed=sum(s.tokens_processed for s in self.stages.values()),
-            seconds=round(sum(s.seconds for s in self.stages.values()), 3),
-            by_stage={k: v.model_copy(update={"seconds": round(v.seconds, 3)}) for k, v in self.stages.items()},
-        )
+        return cost_of(self.stages)
+
+
+def add_cost(a: MethodCost, b: MethodCost) -> MethodCost:
+    return MethodCost(
+        forward_passes=a.forward_passes + b.forward_passes,
+        tokens_processed=a.tokens_processed + b.tokens_processed,
+        seconds=a.seconds + b.seconds,
+    )
+
+
+def cost_of(stages: dict[str, MethodCost], *, workers: int = 1) -> Cost:
+    """The report's cost of these stages: totals, and each stage with its seconds rounded."""
+    return Cost(
+        forward_passes=sum(s.forward_passes for s in stages.values()),
+        tokens_processed=sum(s.tokens_processed for s in stages.values()),
+        seconds=round(sum(s.seconds for s in stages.values()), 3),
+        by_stage={k: v.model_copy(update={"seconds": round(v.seconds, 3)}) for k, v in stages.items()},
+        workers=workers,
+    )
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 
 from faithaudit.api_schemas import Cost, MethodCost
 from faithaudit.audits.context import Findings
-from faithaudit.audits.meter import Meter
+from faithaudit.audits.meter import Meter, add_cost, cost_of
 from faithaudit.audits.run import Prepared, run_stages
 
 
@@ -62,19 +62,8 @@ def total_cost(parts: Iterable[dict[str, MethodCost]], *, workers: int) -> Cost:
     stages: dict[str, MethodCost] = {}
     for part in parts:
         for name, cost in part.items():
-            prev = stages.get(name, MethodCost())
-            stages[name] = MethodCost(
-                forward_passes=prev.forward_passes + cost.forward_passes,
-                tokens_processed=prev.tokens_processed + cost.tokens_processed,
-                seconds=prev.seconds + cost.seconds,
-            )
-    return Cost(
-        forward_passes=sum(s.forward_passes for s in stages.values()),
-        tokens_processed=sum(s.tokens_processed for s in stages.values()),
-        seconds=round(sum(s.seconds for s in stages.values()), 3),
-        by_stage={k: v.model_copy(update={"seconds": round(v.seconds, 3)}) for k, v in stages.items()},
-        workers=workers,
-    )
+            stages[name] = add_cost(stages.get(name, MethodCost()), cost)
+    return cost_of(stages, workers=workers)
 
 
 def encode(result: UnitResult) -> bytes:

@@ -14,7 +14,6 @@ audit it prepared, so a second shard of the same audit on the same worker skips 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PREPARED: OrderedDict[str, Prepared] = OrderedDict()  # the last audit this process prepared
+_PREPARED: dict[str, Prepared] = {}  # the last audit this process prepared (one slot)
 
 
 def splits(audit, request: AuditRequest) -> bool:
@@ -97,8 +96,7 @@ def execute_shard(audit_id: str, idx: int) -> str:
             _callback_later(audit_id, audit.request)
         return f"skipped:{claim.reason}"
     audit = store.get_audit(audit_id)
-    renew = lambda _p, _s: store.heartbeat_shard(audit_id, idx, WORKER_ID, lease_seconds=settings.lease_seconds)  # noqa: E731
-    with _Lease(renew, f"{audit_id}/{idx}", lease_seconds=settings.lease_seconds) as lease:
+    with _shard_lease(store, audit_id, idx, settings.lease_seconds) as lease:
         try:
             request = AuditRequest.model_validate(audit.request)
             model = get_model(request.model.name)
@@ -120,6 +118,13 @@ def execute_shard(audit_id: str, idx: int) -> str:
         return outcome
     audit = store.get_audit(audit_id)
     return run_held(store, audit, lambda req, mdl, held: assemble(store, audit, req, mdl, held.progress))
+
+
+def _shard_lease(store, audit_id: str, idx: int, lease_seconds: float) -> _Lease:
+    def renew(_progress: float | None, _stage: str | None) -> bool:
+        return store.heartbeat_shard(audit_id, idx, WORKER_ID, lease_seconds=lease_seconds)
+
+    return _Lease(renew, f"{audit_id}/{idx}", lease_seconds=lease_seconds)
 
 
 def assemble(store, audit, request: AuditRequest, model, progress: Progress) -> AuditReport:
