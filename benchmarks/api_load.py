@@ -91,6 +91,7 @@ class Results:
     submit_ms: list[float] = field(default_factory=list)
     read_ms: list[float] = field(default_factory=list)
     read_at: list[float] = field(default_factory=list)  # seconds after the start line, one per read
+    submit_at: list[float] = field(default_factory=list)  # seconds after the start line, one per submit
     submit_errors: list[str] = field(default_factory=list)
     read_errors: list[str] = field(default_factory=list)
     audit_ids: list[str] = field(default_factory=list)
@@ -154,6 +155,7 @@ async def one_client(
     try:
         resp = await client.post("/v1/audits", json=body)
         res.submit_ms.append((time.perf_counter() - t0) * 1000)
+        res.submit_at.append(t0 - origin)
         if not resp.is_success:
             res.submit_errors.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
             return
@@ -161,6 +163,7 @@ async def one_client(
         res.audit_ids.append(audit_id)
     except Exception as exc:  # every failure counts; the run goes on
         res.submit_ms.append((time.perf_counter() - t0) * 1000)
+        res.submit_at.append(t0 - origin)
         res.submit_errors.append(f"{type(exc).__name__}: {exc}")
         return
     loop = asyncio.get_running_loop()
@@ -326,6 +329,18 @@ def cpu_share(before: dict, after: dict) -> dict[str, Any]:
     return out
 
 
+def submit_timeline(res: Results, step: float = 0.1) -> list[dict[str, Any]]:
+    """Submits by when they were sent, in ``step``-second slices of the burst: count, p50 and max (ms); tells a
+    stall (a few slices slow together) from a steady backlog."""
+    buckets: dict[int, list[float]] = {}
+    for at, ms in zip(res.submit_at, res.submit_ms, strict=True):
+        buckets.setdefault(int(at / step), []).append(ms)
+    return [
+        {"from_s": round(k * step, 2), "submits": len(v), "p50_ms": percentile(v, 50), "max_ms": max(v)}
+        for k, v in sorted(buckets.items())
+    ]
+
+
 def timeline(res: Results) -> list[dict[str, Any]]:
     """Reads per second of the load phase: how many, p50/p99/max (ms); shows whether the tail is a burst."""
     buckets: dict[int, list[float]] = {}
@@ -386,6 +401,10 @@ def print_report(fig: dict[str, Any]) -> None:
         f"CPU-seconds during the {cpu['wall_s']} s load on {cpu['cores']} cores: API {cpu['api_cpu_s']}, "
         f"worker {cpu['worker_cpu_s']}, this client {cpu['client_cpu_s']}, other processes "
         f"{cpu['other_processes_cpu_s']} (machine total {cpu['machine_cpu_s']})"
+    )
+    print(
+        "submits by when sent (s: p50/max ms): "
+        + "; ".join(f"{b['from_s']:.1f}: {b['p50_ms']:.0f}/{b['max_ms']:.0f}" for b in fig["submit_timeline"])
     )
     worst = sorted(fig["read_timeline"], key=lambda b: b["max_ms"], reverse=True)[:3]
     print("slowest seconds of reads: " + "; ".join(f"t={b['second']}s max {b['max_ms']:.0f} ms" for b in worst))
@@ -504,6 +523,7 @@ def _run(args: argparse.Namespace, case: dict, *, run: int, database_url: str | 
             "busy_status_at_end": busy_status,
             "cpu_during_load": cpu,
             "read_timeline": timeline(res),
+            "submit_timeline": submit_timeline(res),
         }
         _, fig["verdict"] = verdict(fig)
     except Exception:

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="sqlite:///path or postgresql+psycopg://...; default: SQLite under data_dir."
     )
+    db_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections each process keeps open (as many more may open for a burst). The API "
+        "opens them all at start-up, so that a burst of submits never waits on new connections.",
+    )
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
     queue_name: str = Field(default="faithaudit", description="Celery queue the audits go to.")
     served_models: Annotated[list[str], NoDecode] = Field(

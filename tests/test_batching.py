@@ -112,6 +112,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
         ({"FAITHAUDIT_SERVED_MODELS": " , "}, "FAITHAUDIT_SERVED_MODELS"),
         ({"FAITHAUDIT_SHARD_PASSES": "-1"}, "FAITHAUDIT_SHARD_PASSES"),
         ({"FAITHAUDIT_SHARD_PASSES": "many"}, "FAITHAUDIT_SHARD_PASSES"),
+        ({"FAITHAUDIT_DB_POOL_SIZE": "0"}, "FAITHAUDIT_DB_POOL_SIZE"),
     ],
 )
 def test_bad_compute_setting_is_a_start_up_error(env, named):

@@ -36,6 +36,7 @@ def test_routed_audit_is_stored_and_sent_to_its_queue_and_resent_there(tmp_path)
         headers = {"Authorization": f"Bearer {store.create_api_key('acme')[0]}"}
         audit_id = client.post("/v1/audits", json=SMALL, headers=headers).json()["id"]
         assert store.get_audit(audit_id).queue == routed
+        assert client.app.state.relay.wait_idle()
         assert (_depth(enqueuer, routed), _depth(enqueuer, enqueuer.queue_name)) == (1, 0)
         assert enqueuer.queue_depth() == 1  # the reaper's depth counts the routed queue
         enqueuer.purge()  # the broker lost the message: the stale audit is sent again, to the same queue

@@ -44,6 +44,7 @@ def test_submit_returns_202_and_enqueues(api):
     got = client.get(f"/v1/audits/{body['id']}", headers={"X-API-Key": keys["acme"]}).json()
     assert got["status"] == "queued" and got["progress"] == {"fraction": 0.0, "stage": None}
     assert got["report"] is None and got["report_url"] is None
+    assert client.app.state.relay.wait_idle()  # sent after the 202, by the relay thread
     after_grace = datetime.now(UTC) + timedelta(seconds=5)
     assert store.reap(stale_enqueue_seconds=3600, now=after_grace).ids == []  # it was enqueued: nothing to reap
 

@@ -528,3 +528,36 @@ def test_a_re_claimed_sharded_audit_resends_what_no_worker_holds_and_a_cancelled
     assert store.cancel(audit_id).status == "cancelled"
     assert not store.heartbeat_shard(audit_id, 1, "w2", lease_seconds=LEASE)
     assert store.finish_shard(audit_id, 1, "w2", result=b"1", lease_seconds=LEASE) == "lost"
+
+
+def test_warm_opens_the_pool_and_a_burst_reuses_it(make_url):
+    """``Store.warm`` (the API's start-up): PostgreSQL opens ``pool_size`` connections that stay in the pool, and
+    that many concurrent reads afterwards open none; SQLite has nothing to open."""
+    import threading
+
+    store = Store(make_url(), pool_size=4)
+    store.upgrade()
+    try:
+        if store.dialect == "sqlite":
+            assert store.warm() == 0
+            return
+        assert store.warm() == 4
+        pool = store.engine.pool
+        assert pool.checkedin() == 4
+        opened = []
+        sa.event.listen(store.engine, "connect", lambda *_: opened.append(1))
+        barrier = threading.Barrier(4)
+
+        def read() -> None:
+            with store.engine.connect() as conn:
+                barrier.wait(timeout=10)  # all four held at once
+                conn.execute(sa.text("SELECT 1"))
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert opened == [] and pool.checkedin() == 4
+    finally:
+        store.dispose()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -74,10 +75,16 @@ def query_words(query: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(query) if len(w) >= 4} - _STOP
 
 
+@cache
+def _bank_words() -> list[frozenset[str]]:
+    """Each bank sentence's words, lower case (split once per process: every submit checks its placebos)."""
+    return [frozenset(w.lower() for w in _WORD.findall(s)) for s in BANK]
+
+
 def neutral_sentences(query: str) -> list[str]:
     """The bank minus any sentence that shares a content word with the query."""
     avoid = query_words(query)
-    return [s for s in BANK if not avoid & {w.lower() for w in _WORD.findall(s)}]
+    return [s for s, words in zip(BANK, _bank_words(), strict=True) if avoid.isdisjoint(words)]
 
 
 def make_placebos(query: str, source_texts: Sequence[str], count: int, *, seed: int, slots: int) -> list[Placebo]:

@@ -157,7 +157,7 @@ class AuditsStore(StoreBase):
             with self._write() as conn:
                 if admit is not None:
                     admit(read_usage(conn, tenant, now=now))
-                conn.execute(audits.insert().values(**values))
+                row = _to_audit(conn.execute(_INSERT_AUDIT, values).one())
                 record_usage(conn, tenant, planned_tokens, now=now)
                 tags = list(dict.fromkeys(request.get("tags") or []))
                 if tags:
@@ -165,7 +165,6 @@ class AuditsStore(StoreBase):
                         audit_tags.insert(), [{"audit_id": audit_id, "tag": t, "tenant": tenant} for t in tags]
                     )
                 self._event(conn, audit_id, "queued", now)
-                row = self._fetch(conn, audit_id)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -189,8 +188,12 @@ class AuditsStore(StoreBase):
         return row
 
     def mark_enqueued(self, audit_id: str, *, now: datetime | None = None) -> None:
+        self.mark_enqueued_many([audit_id], now=now)
+
+    def mark_enqueued_many(self, audit_ids: list[str], *, now: datetime | None = None) -> None:
+        """Sent to the broker (in one transaction): the reaper's unsent rule skips them from now on."""
         with self._write() as conn:
-            conn.execute(audits.update().where(audits.c.id == audit_id).values(enqueued_at=now or _utcnow()))
+            conn.execute(audits.update().where(audits.c.id.in_(audit_ids)).values(enqueued_at=now or _utcnow()))
 
     def get_audit(self, audit_id: str, *, tenant: str | None = None) -> AuditRow | None:
         """The audit, or None; ``tenant=None`` finds it for any tenant (workers)."""
@@ -429,7 +432,13 @@ class AuditsStore(StoreBase):
 
     @staticmethod
     def _event(conn: Connection, audit_id: str, status: str, at: datetime, *, detail: str | None = None) -> None:
-        conn.execute(audit_events.insert().values(audit_id=audit_id, status=status, at=at, detail=detail))
+        conn.execute(_INSERT_EVENT, {"audit_id": audit_id, "status": status, "at": at, "detail": detail})
+
+
+# Built once, values passed as parameters: ``insert().values(**row)`` builds and keys a new statement per call, a
+# third of a submit's CPU in the API.
+_INSERT_AUDIT = audits.insert().returning(*audits.c)
+_INSERT_EVENT = audit_events.insert()
 
 
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -64,20 +64,23 @@ def _sqlite_engine(url: sa.URL) -> Engine:
 class StoreBase:
     """The engine and transactions every table group's methods run in."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        """``pool_size``: PostgreSQL connections kept open, and as many more opened for a burst (SQLite: one
+        file, SQLAlchemy's own pool)."""
         parsed = _normalise_url(url)
         self.url = parsed
+        self.pool_size = pool_size
         if parsed.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(parsed)
         else:
-            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
+            self.engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
         self._writer = self.engine.execution_options(**{_WRITE: True})
         self._upgrade_lock = threading.Lock()
         self._sqlite_writers = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
-        return cls(settings.resolved_database_url())
+        return cls(settings.resolved_database_url(), pool_size=settings.db_pool_size)
 
     @property
     def dialect(self) -> str:
@@ -132,6 +135,22 @@ class StoreBase:
             return True
         except Exception:  # any failure means "not healthy"
             return False
+
+    def warm(self) -> int:
+        """Open the pool's connections now, each with a first read of every table (a new PostgreSQL backend
+        loads its catalog on its first queries: a few milliseconds each), so that a burst after start-up reuses
+        them instead of opening connections while requests wait. How many are open; 0 for SQLite."""
+        if self.dialect == "sqlite":
+            return 0
+        from faithaudit.store.schema import metadata
+
+        with ExitStack() as held:  # held together: one connection each, not the same one again and again
+            for _ in range(self.pool_size):
+                conn = held.enter_context(self.engine.connect())
+                for table in metadata.sorted_tables:
+                    conn.execute(sa.select(sa.literal(1)).select_from(table).limit(0))
+                conn.rollback()
+        return self.pool_size
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -59,7 +59,7 @@ def read_usage(conn: Connection, tenant: str, *, now: datetime, window_seconds: 
 def record_usage(conn: Connection, tenant: str, planned_tokens: int | None, *, now: datetime) -> None:
     """Add a submit to the ledger (in the transaction that stored it)."""
     if planned_tokens is not None:
-        conn.execute(usage_events.insert().values(tenant=tenant, at=now, planned_tokens=int(planned_tokens)))
+        conn.execute(usage_events.insert(), {"tenant": tenant, "at": now, "planned_tokens": int(planned_tokens)})
 
 
 class UsageStore(StoreBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -25,7 +25,6 @@ from faithaudit.pages.report import render_report_html
 from faithaudit.service import signing
 from faithaudit.service.deps import (
     CurrentTenant,
-    EnqueuerDep,
     SettingsDep,
     StoreDep,
     api_key_from,
@@ -64,11 +63,9 @@ def _summary(row: AuditRow) -> dict:
 @router.post("", status_code=202, response_model=AuditAccepted)
 async def submit_audit(
     request: Request,
-    background: BackgroundTasks,
     tenant: CurrentTenant,
     settings: SettingsDep,
     store: StoreDep,
-    enqueuer: EnqueuerDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Validate, store, enqueue; 202 at once. A broker outage delays the audit, never loses it."""
@@ -80,14 +77,14 @@ async def submit_audit(
         store=store,
         idempotency_key=idempotency_key,
     )
-    if created:  # after the response: the audit is already stored, and the reaper retries a failed send
+    if created:  # sent by the relay thread: the audit is already stored, and the reaper retries a failed send
         telemetry.SUBMITTED.inc()
-        background.add_task(_enqueue, row.id, store=store, enqueuer=enqueuer, queue=row.queue)
+        request.app.state.relay.put(row.id, row.queue)
     body = AuditAccepted(id=row.id, status=row.status, links=_links(row.id), planned=cost)
     headers = {"Location": body.links.self}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers, background=background)
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
 
 
 def _store_audit(body: bytes, *, tenant: str, settings, store, idempotency_key: str | None):
@@ -113,11 +110,6 @@ def _routed_queue(audit_request, settings) -> str | None:
     """The audit's model's queue when FAITHAUDIT_MODEL_QUEUES routes it elsewhere; None: the default queue."""
     queue = settings.queue_for(audit_request.model.name)
     return None if queue == settings.queue_name else queue
-
-
-def _enqueue(audit_id: str, *, store, enqueuer, queue: str | None = None) -> None:
-    if enqueuer.send(audit_id, queue):
-        store.mark_enqueued(audit_id)
 
 
 @router.get("", response_model=AuditList)
