@@ -911,7 +911,7 @@ def serve(
 
         from faithaudit.service.app import create_app
 
-        app = create_app(settings, store=store, auth_enabled=not no_auth, warm_up=True)
+        app = create_app(settings, store=store, auth_enabled=not no_auth, warm_up=True, freeze_gc=True)
         uvicorn.run(app, host=host, port=port, workers=1, log_level="info")  # not WEB_CONCURRENCY: --workers
         return
     store.dispose()

@@ -102,15 +102,16 @@ class Enqueuer:
         app = self.app
         app.backend, app.amqp.router, app.amqp.send_task_message, app.producer_pool  # noqa: B018 - built once here
 
-    def connect_pool(self) -> int:
-        """Open the producer pool's broker connections now (``broker_pool_limit``, 10), so that a burst of sends
-        does not open them while requests wait; how many. Raises when the broker does not answer."""
-        limit = int(self.app.conf.broker_pool_limit or 0)
+    def connect_pool(self, connections: int = 2) -> int:
+        """Open ``connections`` of the producer pool's broker connections now (the API's senders: its relay thread
+        and its reaper), so that the first sends of a burst do not open them while requests wait; how many.
+        Raises at the first that fails (one try, no retry sleep): the broker is down."""
+        count = min(connections, int(self.app.conf.broker_pool_limit or connections))
         with ExitStack() as held:  # held together, so that each acquire opens another connection
-            for _ in range(limit):
+            for _ in range(count):
                 producer = held.enter_context(self.app.producer_pool.acquire(block=True))
-                producer.connection.ensure_connection(max_retries=1, timeout=self.connect_timeout)
-        return limit
+                producer.connection.ensure_connection(max_retries=0, timeout=self.connect_timeout)
+        return count
 
     def ping(self) -> bool:
         try:

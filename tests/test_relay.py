@@ -43,6 +43,10 @@ def test_relay_sends_and_marks_every_audit_handed_over(tmp_path):
         assert relay.wait_idle(timeout=20)
         assert enqueuer.queue_depth() == 7
         assert _unsent(store, ids) == []
+        relay.stop()  # drained and ended; an audit handed over afterwards starts a thread again
+        (late,) = _audits(store, 1)
+        relay.put(late)
+        assert relay.wait_idle(timeout=20) and _unsent(store, [late]) == []
     finally:
         relay.stop()
         enqueuer.purge()

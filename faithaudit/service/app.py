@@ -71,7 +71,7 @@ def create_app_from_env() -> FastAPI:
         settings = get_settings()
         if options.public_url is not None:
             settings = settings.model_copy(update={"public_url": options.public_url})
-        return create_app(settings, auth_enabled=options.auth_enabled, warm_up=True)
+        return create_app(settings, auth_enabled=options.auth_enabled, warm_up=True, freeze_gc=True)
     except Exception:
         log.exception("this API process cannot start")
         raise SystemExit(STARTUP_FAILURE) from None
@@ -97,13 +97,12 @@ def _warm_up(settings: Settings, store: Store, enqueuer: Enqueuer) -> None:
     try:
         store.warm()
     except Exception as exc:  # the database is down: /readyz says so, and each request its own 503
-        log.warning("warm-up: the database did not answer: %s", exc)
+        log.warning("warm-up of the database pool skipped: %r", exc)
     try:
         enqueuer.prepare()
         enqueuer.connect_pool()
     except Exception as exc:  # the broker is down or its URL unusable: each send will say so; the reaper retries
         log.warning("warm-up of the broker client skipped: %s", exc)
-    _freeze_start_up_objects()
 
 
 def _freeze_start_up_objects() -> None:
@@ -149,14 +148,19 @@ def create_app(
     auth_enabled: bool = True,
     run_reaper: bool = True,
     warm_up: bool = False,
+    freeze_gc: bool = False,
 ) -> FastAPI:
-    """``warm_up``: run ``_warm_up`` at start-up, before the first request is taken (``faithaudit serve`` does)."""
+    """``warm_up``: run ``_warm_up`` at start-up, before the first request is taken; ``freeze_gc``: then freeze
+    the process's start-up objects (``_freeze_start_up_objects``). ``faithaudit serve`` does both; an app in a
+    test process does neither (a freeze there would outlive the app)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if warm_up:
             _warm_up(settings, app.state.store, app.state.enqueuer)
+        if freeze_gc:
+            _freeze_start_up_objects()
         reaper = None
         if run_reaper:
             reaper = ReaperThread(

@@ -70,8 +70,9 @@ class EnqueueRelay:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Send what is waiting, then end the thread; a later ``put`` starts another."""
         with self._lock:
-            thread = self._thread
+            thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout)
