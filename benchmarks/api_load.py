@@ -98,6 +98,7 @@ class Results:
     final_status: dict[str, int] = field(default_factory=dict)
     loop_lag_ms: list[float] = field(default_factory=list)
     late_polls: int = 0
+    burst_cpu: dict[str, float] = field(default_factory=dict)
 
 
 # -- the service ------------------------------------------------------------------------------------------
@@ -221,6 +222,7 @@ async def run_load(
             ]
         start, stop = asyncio.Event(), asyncio.Event()
         lag = asyncio.create_task(loop_lag(res, stop))
+        watch = asyncio.create_task(burst_watch(res, clients, stop))
         tasks = [
             asyncio.create_task(one_client(i, http[i], case, seconds, ramp * i / clients, start, res))
             for i in range(clients)
@@ -233,6 +235,7 @@ async def run_load(
         finally:
             stop.set()
             await lag
+            await watch
     return time.perf_counter() - t0
 
 
@@ -294,14 +297,38 @@ def _group_cpu(pgid: int) -> float | None:
     return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
-def _machine_busy() -> float | None:
-    """CPU-seconds the whole machine spent busy since boot (all cores, Linux /proc/stat)."""
+def _proc_stat() -> tuple[float, float] | None:
+    """(busy, steal): CPU-seconds since boot over all cores (Linux /proc/stat). Steal is time this virtual
+    machine wanted a CPU while the host ran something else; it counts as busy here."""
     try:
         values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError):
         return None
     idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    steal = values[7] if len(values) > 7 else 0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values[:8]) - idle) / tick, steal / tick
+
+
+def _machine_busy() -> float | None:
+    """CPU-seconds the whole machine spent busy since boot (all cores, Linux /proc/stat)."""
+    stat = _proc_stat()
+    return None if stat is None else stat[0]
+
+
+async def burst_watch(res: Results, clients: int, stop: asyncio.Event) -> None:
+    """The machine's busy and stolen CPU-seconds from the start line until every submit has answered: on a
+    shared host, steal in the burst second shows the host, not the service, taking the time."""
+    t0, before = time.perf_counter(), _proc_stat()
+    while len(res.submit_ms) < clients and not stop.is_set():
+        await asyncio.sleep(0.02)
+    after = _proc_stat()
+    if before is not None and after is not None:
+        res.burst_cpu = {
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "busy_cpu_s": round(after[0] - before[0], 3),
+            "steal_s": round(after[1] - before[1], 3),
+        }
 
 
 def cpu_snapshot(api: Proc | None, worker: Proc | None) -> dict[str, float | None]:
@@ -396,6 +423,13 @@ def print_report(fig: dict[str, Any]) -> None:
     for kind in ("submit", "read"):
         for e in fig[f"{kind}_error_samples"]:
             print(f"  {kind} error: {e}")
+    burst = fig.get("burst_cpu") or {}
+    if burst:
+        print(
+            f"the burst (start line to the last submit's answer): {burst['wall_s']:.2f} s, machine busy "
+            f"{burst['busy_cpu_s']:.2f} CPU-s on {os.cpu_count()} cores, of it stolen by the host "
+            f"{burst['steal_s']:.2f} s"
+        )
     cpu = fig["cpu_during_load"]
     print(
         f"CPU-seconds during the {cpu['wall_s']} s load on {cpu['cores']} cores: API {cpu['api_cpu_s']}, "
@@ -522,6 +556,7 @@ def _run(args: argparse.Namespace, case: dict, *, run: int, database_url: str | 
             "final_status": res.final_status,
             "busy_status_at_end": busy_status,
             "cpu_during_load": cpu,
+            "burst_cpu": res.burst_cpu,
             "read_timeline": timeline(res),
             "submit_timeline": submit_timeline(res),
         }
