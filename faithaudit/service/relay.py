@@ -52,36 +52,30 @@ class EnqueueRelay:
         self._store, self._enqueuer, self._max_batch = store, enqueuer, max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._idle = threading.Condition()
+        self._state = threading.Condition()  # guards _thread and _pending; notified when _pending drops
         self._pending = 0
 
     def put(self, audit_id: str, queue_name: str | None = None) -> None:
         """Hand a stored audit over; never blocks on the broker or the database."""
-        with self._idle:
+        with self._state:
             self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="faithaudit-enqueue-relay", daemon=True)
+                self._thread.start()
         self._queue.put((audit_id, queue_name))
-        if self._thread is None:
-            self._start()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every audit handed over has had its round (sent and marked, or left to the reaper)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        with self._state:
+            return self._state.wait_for(lambda: self._pending == 0, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send what is waiting, then end the thread; a later ``put`` starts another."""
-        with self._lock:
+        with self._state:
             thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="faithaudit-enqueue-relay", daemon=True)
-                self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -91,9 +85,9 @@ class EnqueueRelay:
                     relay_batch(batch, store=self._store, enqueuer=self._enqueuer)
                 except Exception:  # the database blinked after the sends: the reaper resends, the claim dedupes
                     log.exception("enqueue relay: marking %d audits enqueued failed", len(batch))
-                with self._idle:
+                with self._state:
                     self._pending -= len(batch)
-                    self._idle.notify_all()
+                    self._state.notify_all()
             if stop:
                 return
 
