@@ -8,6 +8,9 @@ the median p99 of each side and their ratio (this / base); ``--json OUT`` keeps 
 
     git worktree add /tmp/base <commit>
     PYTHONPATH=. python benchmarks/api_compare.py /tmp/base --rounds 5 --json benchmarks/results/api_compare.json
+
+``--base-extra`` gives the base side api_load options of its own: with this checkout as the base, one option
+against another (``api_compare.py . --base-extra="--http httpx"``: the load client's library, side by side).
 """
 
 from __future__ import annotations
@@ -54,14 +57,15 @@ def main() -> None:
     ap.add_argument("base", type=Path, help="the other checkout (a git worktree of the base commit)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("extra", nargs="*", help="more api_load.py options, after --")
-    args = ap.parse_args()
+    ap.add_argument("--base-extra", default="", help="api_load.py options for the base side only (one string)")
+    args, extra = ap.parse_known_args()  # any other option goes to api_load.py on both sides
+    args.extra = [a for a in extra if a != "--"]
     sides = {"base": args.base.resolve(), "this": REPO}
     runs: dict[str, list[dict]] = {"base": [], "this": []}
     for r in range(args.rounds):
         order = ["base", "this"] if r % 2 == 0 else ["this", "base"]
         for side in order:
-            fig = one_run(sides[side], args.extra)
+            fig = one_run(sides[side], args.extra + (args.base_extra.split() if side == "base" else []))
             runs[side].append(fig)
             print(
                 f"round {r + 1} {side:<4}: submit p99 {fig['submit_p99_ms']:.1f} ms, read p99 "
@@ -79,7 +83,16 @@ def main() -> None:
     if args.json:
         heads = {side: _git_head(path) for side, path in sides.items()}
         args.json.write_text(
-            json.dumps({"load": LOAD_ARGS + args.extra, "commits": heads, "runs": runs, "summary": summary}, indent=2)
+            json.dumps(
+                {
+                    "load": LOAD_ARGS + args.extra,
+                    "base_extra": args.base_extra,
+                    "commits": heads,
+                    "runs": runs,
+                    "summary": summary,
+                },
+                indent=2,
+            )
             + "\n"
         )
 

@@ -106,9 +106,11 @@ def api_processes(api: Proc) -> list[int]:
     return sorted(pids)
 
 
-def start_worker(env: dict[str, str], log: Path, *, queues: str | None = None) -> Proc:
+def start_worker(env: dict[str, str], log: Path, *, queues: str | None = None, nice: int = 0) -> Proc:
+    """``nice``: start it under ``nice -n`` (its threads and pool processes inherit the niceness)."""
     extra = ["--queues", queues] if queues else []
-    return Proc([sys.executable, "-m", "faithaudit.cli", "worker", "--loglevel", "INFO", *extra], env, log)
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    return Proc([*prefix, sys.executable, "-m", "faithaudit.cli", "worker", "--loglevel", "INFO", *extra], env, log)
 
 
 def create_key(env: dict[str, str], tenant: str) -> str:

@@ -102,12 +102,32 @@ def test_a_prompt_that_cannot_fit_its_placebos_names_audit_placebos(model):
 def test_the_placebo_fit_bound_is_above_every_placebo_prompt(model, example):
     """The submit path checks the placebos against the context window from a bound, without encoding 16 prompts;
     on a RAG and an agent layout the bound is at least the longest real placebo prompt, and not far above it."""
-    from faithaudit.audits.placebos import _longest_bound, placebo_prompts
+    from faithaudit.audits.placebos import PLACEBO_ID, _longest_bound, longest_placebo_chars, placebo_prompts
     from faithaudit.audits.prompt.layout import request_layout
 
     request = AuditRequest.model_validate(load_example(example))
     layout, _, _ = request_layout(request, model)
-    items, prompts = placebo_prompts(layout, model, request.query, 16, seed=0)
-    bound = _longest_bound(layout, items, model)
-    longest = max(len(p) for p in prompts)
-    assert longest <= bound < longest + 4 * max(len(p.text) for p in items)
+    texts = [s.text for s in layout.sources]
+    bound = _longest_bound(layout, PLACEBO_ID.format(k=15), longest_placebo_chars(texts), model)
+    longest_text = 0
+    for seed in range(8):  # the bound holds whatever the seed
+        items, prompts = placebo_prompts(layout, model, request.query, 16, seed=seed)
+        longest = max(len(p) for p in prompts)
+        longest_text = max(longest_text, *(len(p.text) for p in items))
+        assert longest <= bound < longest + 4 * max(len(p.text) for p in items)
+    assert longest_text <= longest_placebo_chars(texts)
+
+
+def test_the_placebo_text_bound_holds_for_any_sources_query_and_seed():
+    """``longest_placebo_chars`` bounds every text ``make_placebos`` writes (the submit check relies on it to skip
+    making placebos): random source lengths from 1 to 3,000 characters, queries that remove bank sentences."""
+    import numpy as np
+
+    from faithaudit.audits.placebos import BANK, longest_placebo_chars, make_placebos
+
+    rng = np.random.default_rng(7)
+    queries = ["Who wrote it?", "Why was the meeting moved to a larger room?", BANK[3] + " " + BANK[9]]
+    for trial in range(300):
+        texts = ["x" * int(n) for n in rng.integers(1, 3000, size=int(rng.integers(1, 6)))]
+        items = make_placebos(queries[trial % 3], texts, 16, seed=trial, slots=len(texts))
+        assert max(len(p.text) for p in items) <= longest_placebo_chars(texts)

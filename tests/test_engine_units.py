@@ -329,3 +329,26 @@ def test_what_greedy_decoding_is_known_to_emit_and_when_that_settles_the_answer(
     assert known_keeps_answer("It is Tarsquin", span, complete=False) is None  # "Tarsquinian" may follow
     assert known_keeps_answer("It is called", span, complete=False) is None  # it may still come
     assert known_keeps_answer("It is Tarsquin \ufffd", span, complete=False) is None  # a character cut in half
+
+
+def test_an_uncached_builtin_model_is_resolved_once_per_process(tmp_path, monkeypatch):
+    """Until a worker has cached the model, the API asks for its folder on every submit: the built-in model's
+    package is found once (finding it takes the import lock), and the cache folder is looked at each time."""
+    from faithaudit.audits.model import registry
+
+    calls = []
+    real = registry.resolve_model
+    monkeypatch.setattr(registry, "resolve_model", lambda name: calls.append(name) or real(name))
+    registry._builtin_location.cache_clear()
+    name = next(iter(registry.BUILTIN_MODELS))
+    try:
+        assert registry.materialized_folder(name, tmp_path) is None
+        assert registry.materialized_folder(name, tmp_path) is None
+        assert calls == [name]
+        location = real(name)
+        done = tmp_path / "models" / location.cache_key
+        done.mkdir(parents=True)
+        (done / "COMPLETE").write_text("x")
+        assert registry.materialized_folder(name, tmp_path) == done  # found as soon as a worker has written it
+    finally:
+        registry._builtin_location.cache_clear()

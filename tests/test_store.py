@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from faithaudit.errors import ConflictError, InvalidRequestError
 from faithaudit.store import MIGRATIONS_DIR, Store, hash_key, metadata
+from faithaudit.store.schema import audits, usage_events
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 LEASE = 30.0
@@ -542,6 +543,10 @@ def test_warm_opens_the_pool_and_a_burst_reuses_it(make_url):
             assert store.warm() == 0
             return
         assert store.warm() == 4
+        with store.engine.connect() as conn:  # the warm-up's writes were rolled back
+            assert [
+                conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in (audits, usage_events)
+            ] == [0, 0]
         pool = store.engine.pool
         assert pool.checkedin() == 4
         opened = []
@@ -561,3 +566,55 @@ def test_warm_opens_the_pool_and_a_burst_reuses_it(make_url):
         assert opened == [] and pool.checkedin() == 4
     finally:
         store.dispose()
+
+
+def test_an_idle_postgres_connection_is_pinged_and_a_dead_one_replaced(make_url, monkeypatch):
+    """A connection back in use within ``IDLE_PING_SECONDS`` is not pinged (no round trip per transaction); one
+    idle longer is pinged, and one the server has closed meanwhile is replaced: the store's read still answers."""
+    from faithaudit.store import base
+
+    store = Store(make_url(), pool_size=1)
+    store.upgrade()
+    try:
+        if store.dialect == "sqlite":
+            pytest.skip("the idle ping is PostgreSQL's pool")
+        pings = []
+        real_ping = store.engine.dialect.do_ping
+        monkeypatch.setattr(store.engine.dialect, "do_ping", lambda c: pings.append(1) or real_ping(c))
+        with store.engine.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with store.engine.connect() as conn:  # back at once: no ping
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() == pid
+        assert pings == []
+        monkeypatch.setattr(base, "IDLE_PING_SECONDS", 0.0)  # every connection counts as idle from now on
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() == pid
+        assert pings == [1]
+        killer = sa.create_engine(store.url, poolclass=sa.pool.NullPool)
+        with killer.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+        killer.dispose()
+        assert store.get_audit("0" * 32) is None  # the dead connection failed its ping and was replaced
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        store.dispose()
+
+
+def test_a_submit_without_quota_or_tags_stores_what_the_transaction_stores(store):
+    """On PostgreSQL a submit with no quota to check and no tags is one statement (audit row, ``queued`` event and
+    usage entry); it stores the same as the transaction a tagged submit takes, and a submit with no planned tokens
+    adds no usage entry."""
+    plain, _ = store.create_audit(
+        tenant="acme", request={"query": "q"}, request_hash="h1", idempotency_key=None, planned_tokens=100
+    )
+    tagged, _ = store.create_audit(
+        tenant="acme", request={"query": "q", "tags": ["t"]}, request_hash="h2", idempotency_key=None, planned_tokens=50
+    )
+    unplanned, _ = store.create_audit(tenant="acme", request={"query": "q"}, request_hash="h3", idempotency_key=None)
+    assert store.usage("acme").planned_tokens == 150 and len(store.usage("acme").window) == 2
+    for row in (plain, tagged, unplanned):
+        assert store.events(row.id) == [("queued", row.created_at)]
+        assert store.get_audit(row.id) == row
+    fields = {k: v for k, v in vars(plain).items() if k not in ("id", "request", "created_at", "updated_at")}
+    assert len(fields) > 10 and fields == {k: v for k, v in vars(tagged).items() if k in fields}

@@ -140,18 +140,17 @@ def placebo_prompts(layout, model, query: str, count: int, *, seed: int) -> tupl
 def check_placebos_fit(layout, request, model, response_len: int) -> None:
     """The longest placebo insertion plus the response must fit the model's context window: a field error on
     ``audit.placebos`` otherwise (the same check at submit and in the worker). Where an upper bound on the longest
-    insertion fits (``_longest_bound``), no placebo prompt is encoded."""
+    insertion fits (``_longest_bound``), no placebo is made and no placebo prompt is encoded."""
     from faithaudit.errors import InvalidRequestError
 
     if request.audit.placebos <= 0 or layout.num_sources == 0:
         return
     opts = request.audit
-    items = make_placebos(
-        request.query, [s.text for s in layout.sources], opts.placebos, seed=opts.seed, slots=layout.insertion_slots
-    )
-    bound = _longest_bound(layout, items, model)
-    if bound is not None and bound + response_len <= model.context_window:
+    texts = [s.text for s in layout.sources]
+    bound = _longest_bound(layout, PLACEBO_ID.format(k=opts.placebos - 1), longest_placebo_chars(texts), model)
+    if bound + response_len <= model.context_window:
         return
+    items = make_placebos(request.query, texts, opts.placebos, seed=opts.seed, slots=layout.insertion_slots)
     longest = max(len(layout.inserted(p.position, PLACEBO_ID.format(k=p.index), p.text, model).ids) for p in items)
     if longest + response_len > model.context_window:
         raise InvalidRequestError.for_field(
@@ -162,12 +161,18 @@ def check_placebos_fit(layout, request, model, response_len: int) -> None:
         )
 
 
-def _longest_bound(layout, items: Sequence[Placebo], model) -> int | None:
-    """An upper bound on the tokens of the longest placebo prompt, from one insertion of an empty placebo (the
-    wrapper, with the longest id) plus the longest text's characters: ASCII text never takes more tokens than
-    characters under a byte-level BPE or SentencePiece tokenizer; + 2 for a boundary token. None: not ASCII."""
-    if not all(p.text.isascii() for p in items):
-        return None
-    widest = max(items, key=lambda p: len(PLACEBO_ID.format(k=p.index)))
-    wrapper = len(layout.inserted(widest.position, PLACEBO_ID.format(k=widest.index), "", model).ids)
-    return wrapper + max(len(p.text) for p in items) + 2
+def longest_placebo_chars(source_texts: Sequence[str]) -> int:
+    """An upper bound on the characters of any placebo ``make_placebos`` writes for these sources, whatever the
+    query and seed: it adds a sentence only while its text is shorter than the matched source's length L (the
+    target) and the sentence brings it closer, so a text ends at most one sentence past L, or is one sentence."""
+    longest_sentence = max(len(s) for s in BANK)
+    return max(max(len(t) for t in source_texts), 1) + 1 + longest_sentence
+
+
+def _longest_bound(layout, widest_id: str, text_chars: int, model) -> int:
+    """An upper bound on the tokens of the longest placebo prompt: one insertion of an empty placebo (the wrapper,
+    with the longest id) plus the longest text's characters (placebo text is ASCII, and ASCII text never takes more
+    tokens than characters under a byte-level BPE or SentencePiece tokenizer); + 2 for a boundary token. A
+    document's or tool step's wrapper is tokenized on its own, so where it goes does not change its length."""
+    wrapper = len(layout.inserted(0, widest_id, "", model).ids)
+    return wrapper + text_chars + 2

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from faithaudit.store.schema import MIGRATIONS_DIR
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IDLE_PING_SECONDS = 1.0  # a PostgreSQL connection idle in the pool this long is pinged before it is handed out
 _MIGRATION_LOCK_ID = 0x0FA17A0D17  # pg advisory lock serialising concurrent upgrades
 _WRITE = "faithaudit_write"
 UPGRADE_TRIES = 5
@@ -61,6 +62,31 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     return engine
 
 
+def _postgres_engine(url: sa.URL, pool_size: int) -> Engine:
+    """A pool of ``pool_size`` connections (and as many more for a burst). A connection back from the pool is
+    pinged when it has been idle ``IDLE_PING_SECONDS`` or more, and replaced when the ping fails (a restarted
+    server, a dropped socket): SQLAlchemy's ``pool_pre_ping`` would ping on every checkout, a round trip per
+    transaction, while under load a connection is back in use within milliseconds."""
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    @sa.event.listens_for(engine, "checkin")
+    def _stamp(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("checked_in_at")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool discards this connection and checks out a fresh one
+            record.info.pop("checked_in_at", None)
+            raise sa.exc.DisconnectionError(f"idle connection failed its ping: {exc}") from exc
+
+    return engine
+
+
 class StoreBase:
     """The engine and transactions every table group's methods run in."""
 
@@ -73,8 +99,10 @@ class StoreBase:
         if parsed.get_backend_name() == "sqlite":
             self.engine = _sqlite_engine(parsed)
         else:
-            self.engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+            self.engine = _postgres_engine(parsed, pool_size)
         self._writer = self.engine.execution_options(**{_WRITE: True})
+        # one-statement writes on PostgreSQL: no BEGIN and COMMIT round trips (a statement is atomic on its own)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._upgrade_lock = threading.Lock()
         self._sqlite_writers = threading.Lock()
 
@@ -95,6 +123,17 @@ class StoreBase:
         """
         with self._sqlite_writers if self.dialect == "sqlite" else nullcontext(), self._writer.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _one_statement(self) -> Iterator[Connection]:
+        """Where the caller writes with one statement: on PostgreSQL in autocommit (atomic on its own, and no BEGIN
+        and COMMIT round trips), on SQLite the usual write transaction."""
+        if self.dialect == "sqlite":
+            with self._write() as conn:
+                yield conn
+        else:
+            with self._autocommit.connect() as conn:
+                yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -139,18 +178,25 @@ class StoreBase:
     def warm(self) -> int:
         """Open the pool's connections now, each with a first read of every table (a new PostgreSQL backend
         loads its catalog on its first queries: a few milliseconds each), so that a burst after start-up reuses
-        them instead of opening connections while requests wait. How many are open; 0 for SQLite."""
+        them instead of opening connections while requests wait; and run the hot writes once, rolled back
+        (``_warm_writes``). How many are open; 0 for SQLite."""
         if self.dialect == "sqlite":
             return 0
         from faithaudit.store.schema import metadata
 
         with ExitStack() as held:  # held together: one connection each, not the same one again and again
-            for _ in range(self.pool_size):
+            for k in range(self.pool_size):
                 conn = held.enter_context(self.engine.connect())
                 for table in metadata.sorted_tables:
                     conn.execute(sa.select(sa.literal(1)).select_from(table).limit(0))
+                if k == 0:
+                    self._warm_writes(conn)
                 conn.rollback()
         return self.pool_size
+
+    def _warm_writes(self, conn: Connection) -> None:
+        """Run the hot write statements once in ``warm``'s transaction, which is rolled back: SQLAlchemy compiles a
+        statement on its first execution in a process (milliseconds for the submit's), then reuses it."""
 
     def dispose(self) -> None:
         self.engine.dispose()

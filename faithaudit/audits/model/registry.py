@@ -117,10 +117,18 @@ def materialize(location: ModelLocation, cache_dir: Path) -> Path:
     return target
 
 
+@lru_cache(maxsize=32)
+def _builtin_location(name: str) -> ModelLocation:
+    """A built-in model's location: its package's path and version do not change while a process runs."""
+    return resolve_model(name)
+
+
 def materialized_folder(name: str, cache_dir: Path) -> Path | None:
-    """The Hugging Face folder of ``name`` if it can be read without dequantizing; None otherwise."""
+    """The Hugging Face folder of ``name`` if it can be read without dequantizing; None otherwise. The API asks on
+    every submit until a worker has cached the model: a built-in model is resolved once per process (finding its
+    package takes the import lock, which a burst of submits on many threads queued on)."""
     try:
-        location = resolve_model(name)
+        location = _builtin_location(name) if name in BUILTIN_MODELS else resolve_model(name)
     except ModelUnavailableError:
         return None
     if location.folder is not None:
