@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from faithaudit.errors import ConflictError, InvalidRequestError
 from faithaudit.store import MIGRATIONS_DIR, Store, hash_key, metadata
-from faithaudit.store.schema import audits, usage_events
+from faithaudit.store.schema import audit_events, audits, usage_events
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 LEASE = 30.0
@@ -545,8 +545,9 @@ def test_warm_opens_the_pool_and_a_burst_reuses_it(make_url):
         assert store.warm() == 4
         with store.engine.connect() as conn:  # the warm-up's writes were rolled back
             assert [
-                conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in (audits, usage_events)
-            ] == [0, 0]
+                conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in (audits, audit_events, usage_events)
+            ] == [0, 0, 0]
         pool = store.engine.pool
         assert pool.checkedin() == 4
         opened = []

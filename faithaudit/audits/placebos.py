@@ -170,9 +170,11 @@ def longest_placebo_chars(source_texts: Sequence[str]) -> int:
 
 
 def _longest_bound(layout, widest_id: str, text_chars: int, model) -> int:
-    """An upper bound on the tokens of the longest placebo prompt: one insertion of an empty placebo (the wrapper,
-    with the longest id) plus the longest text's characters (placebo text is ASCII, and ASCII text never takes more
-    tokens than characters under a byte-level BPE or SentencePiece tokenizer); + 2 for a boundary token. A
-    document's or tool step's wrapper is tokenized on its own, so where it goes does not change its length."""
-    wrapper = len(layout.inserted(0, widest_id, "", model).ids)
+    """An upper bound on the tokens of the longest placebo prompt: the prompt with an empty placebo inserted (the
+    wrapper, with the longest id) plus the longest text's characters (placebo text is ASCII, and ASCII text never
+    takes more tokens than characters under a byte-level BPE or SentencePiece tokenizer); + 2 for a boundary token.
+    Where an insertion's length does not depend on where it goes (``insertion_length_fixed``: a document) one
+    position is measured; else (a tool step, rendered by the chat template with the trace around it) every one."""
+    positions = [0] if layout.insertion_length_fixed else range(layout.insertion_slots + 1)
+    wrapper = max(len(layout.inserted(k, widest_id, "", model).ids) for k in positions)
     return wrapper + text_chars + 2

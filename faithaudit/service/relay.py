@@ -1,7 +1,7 @@
 """Submitted audits to the broker from one thread per API process, after their 202.
 
 A submit hands its stored audit's id over and returns at once. The relay thread sends whatever has gathered, one
-Celery message each, and marks the sent ones enqueued in one transaction. A burst of submits thus costs the API
+Celery message each, and marks the sent ones enqueued in one statement. A burst of submits thus costs the API
 one broker send each and a few database writes in all, not a thread-pool trip and a transaction each.
 
 Nothing here is needed for an audit to survive: it is stored before its 202. An id whose send fails, or that was
@@ -31,7 +31,7 @@ class Sent:
 
 
 def relay_batch(batch: list[tuple[str, str | None]], *, store, enqueuer) -> Sent:
-    """Send each (audit id, queue) and mark the sent ones enqueued in one transaction. After a failed send the
+    """Send each (audit id, queue) and mark the sent ones enqueued in one statement. After a failed send the
     rest are not tried (the broker is down: each try would wait out its connect timeout); the reaper sends
     them once it answers."""
     sent: list[str] = []

@@ -182,7 +182,8 @@ class AuditsStore(StoreBase):
         one statement (``_SUBMIT_PG``), in autocommit: one round trip instead of BEGIN, three INSERTs and COMMIT,
         and as atomic (a statement's data-modifying CTEs all run to completion, or none does)."""
         statement = _SUBMIT_PG[planned_tokens is not None]
-        assert tuple(values) == _SUBMIT_COLUMNS
+        if tuple(values) != _SUBMIT_COLUMNS:  # a column added to the submit must be added to its statement too
+            raise ValueError(f"the submit statement sets {_SUBMIT_COLUMNS}, not {tuple(values)}")
         params = {f"p_{k}": v for k, v in values.items()} | {"p_usage_tokens": planned_tokens}
         with self._one_statement() as conn:
             return _to_audit(conn.execute(statement, params).one())

@@ -111,6 +111,7 @@ class AgentLayout:
     audited: tuple[str, ...] = ()
 
     reorderable = False  # a trace keeps its causal order
+    insertion_length_fixed = False  # the chat template renders the whole trace again around an inserted step
 
     def _insertion_points(self) -> list[int]:
         """Where a placebo step may go: before any assistant turn that calls tools, or after the last turn."""

@@ -62,6 +62,10 @@ class SourceLayout(Protocol):
         """The sources can be shown in another order (``permuted``)."""
         ...
 
+    # an inserted source's tokens are as many wherever it goes (its pieces are tokenized on their own and join
+    # the same neighbours); False where a chat template renders the whole prompt again around it
+    insertion_length_fixed: bool
+
     def inserted(self, position: int, source_id: str, text: str, model: TextAdapter) -> BuiltPrompt:
         """The full prompt with one more source (a placebo) at ``position``."""
         ...

@@ -55,6 +55,8 @@ class RagLayout:
     document_template: str = "{text}"
     document_ids: tuple[str, ...] = ()  # one per block, in prompt order
 
+    insertion_length_fixed = True  # a block's pieces are tokenized on their own; n + 1 blocks, n separators
+
     @property
     def reorderable(self) -> bool:
         return len(self.blocks) >= 2
