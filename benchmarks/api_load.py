@@ -253,9 +253,7 @@ async def open_clients(
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 
         def session():
-            return aiohttp.ClientSession(
-                headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=size, force_close=False)
-            )
+            return aiohttp.ClientSession(headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=size))
 
         made = [AiohttpHttp(await stack.enter_async_context(session()), base) for _ in range(count)]
     else:

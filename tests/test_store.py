@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import CacheStats
 
 from faithaudit.errors import ConflictError, InvalidRequestError
 from faithaudit.store import MIGRATIONS_DIR, Store, hash_key, metadata
@@ -550,6 +551,11 @@ def test_warm_opens_the_pool_and_a_burst_reuses_it(make_url):
             ] == [0, 0, 0]
         pool = store.engine.pool
         assert pool.checkedin() == 4
+        compiled = []  # the submit's and the relay's statements were compiled by the warm-up, not by them
+        sa.event.listen(store.engine, "after_cursor_execute", lambda *a: compiled.append(a[4].cache_hit))
+        row, _ = store.create_audit(tenant="acme", request={}, request_hash="h", idempotency_key=None, planned_tokens=1)
+        store.mark_enqueued_many([row.id])
+        assert compiled == [CacheStats.CACHE_HIT] * 2
         opened = []
         sa.event.listen(store.engine, "connect", lambda *_: opened.append(1))
         barrier = threading.Barrier(4)

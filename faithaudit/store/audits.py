@@ -182,11 +182,8 @@ class AuditsStore(StoreBase):
         one statement (``_SUBMIT_PG``), in autocommit: one round trip instead of BEGIN, three INSERTs and COMMIT,
         and as atomic (a statement's data-modifying CTEs all run to completion, or none does)."""
         statement = _SUBMIT_PG[planned_tokens is not None]
-        if tuple(values) != _SUBMIT_COLUMNS:  # a column added to the submit must be added to its statement too
-            raise ValueError(f"the submit statement sets {_SUBMIT_COLUMNS}, not {tuple(values)}")
-        params = {f"p_{k}": v for k, v in values.items()} | {"p_usage_tokens": planned_tokens}
         with self._one_statement() as conn:
-            return _to_audit(conn.execute(statement, params).one())
+            return _to_audit(conn.execute(statement, _submit_params(values, planned_tokens)).one())
 
     def _warm_writes(self, conn: Connection) -> None:
         """The submit's statement and the relay's mark, on a made-up audit (``warm`` rolls it back)."""
@@ -194,8 +191,8 @@ class AuditsStore(StoreBase):
         values = dict.fromkeys(_SUBMIT_COLUMNS) | {"id": uuid.uuid4().hex, "tenant": "-", "status": "queued"}
         values |= {"request": "{}", "request_hash": "-", "progress_fraction": 0.0, "attempts": 0}
         values |= {"created_at": now, "updated_at": now}
-        conn.execute(_SUBMIT_PG[True], {f"p_{k}": v for k, v in values.items()} | {"p_usage_tokens": 0}).one()
-        conn.execute(audits.update().where(audits.c.id.in_([values["id"]])).values(enqueued_at=now))
+        conn.execute(_SUBMIT_PG[True], _submit_params(values, 0)).one()
+        conn.execute(_mark_enqueued([values["id"]], now))
 
     def _by_idempotency_key(self, tenant: str, idempotency_key: str) -> tuple[AuditRow, str] | None:
         query = sa.select(audits).where(audits.c.tenant == tenant, audits.c.idempotency_key == idempotency_key)
@@ -216,7 +213,7 @@ class AuditsStore(StoreBase):
     def mark_enqueued_many(self, audit_ids: list[str], *, now: datetime | None = None) -> None:
         """Sent to the broker (in one statement): the reaper's unsent rule skips them from now on."""
         with self._one_statement() as conn:
-            conn.execute(audits.update().where(audits.c.id.in_(audit_ids)).values(enqueued_at=now or _utcnow()))
+            conn.execute(_mark_enqueued(audit_ids, now or _utcnow()))
 
     def get_audit(self, audit_id: str, *, tenant: str | None = None) -> AuditRow | None:
         """The audit, or None; ``tenant=None`` finds it for any tenant (workers)."""
@@ -507,6 +504,17 @@ def _submit_statement(with_usage: bool) -> sa.Select:
 
 
 _SUBMIT_PG = {with_usage: _submit_statement(with_usage) for with_usage in (False, True)}
+
+
+def _submit_params(values: dict[str, Any], planned_tokens: int | None) -> dict[str, Any]:
+    """``_SUBMIT_PG``'s binds from ``create_audit``'s row values."""
+    if tuple(values) != _SUBMIT_COLUMNS:  # a column added to the submit must be added to its statement too
+        raise ValueError(f"the submit statement sets {_SUBMIT_COLUMNS}, not {tuple(values)}")
+    return {f"p_{k}": v for k, v in values.items()} | {"p_usage_tokens": planned_tokens}
+
+
+def _mark_enqueued(audit_ids: list[str], now: datetime) -> sa.Update:
+    return audits.update().where(audits.c.id.in_(audit_ids)).values(enqueued_at=now)
 
 
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
