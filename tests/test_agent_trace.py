@@ -197,3 +197,26 @@ def test_trace_that_cannot_fit_is_a_field_error(model):
     with pytest.raises(InvalidRequestError) as info:  # every output is audited, so none may be trimmed
         build_agent_layout(AuditRequest.model_validate(body), model, response_len=64)
     assert info.value.fields[0].path == "pipeline.max_prompt_tokens"
+
+
+def test_placebo_steps_go_where_the_audited_outputs_are(model):
+    """A placebo is the null an audited output is judged against: in a trace whose earlier tool steps are not
+    audited, every insertion point is at or after the first audited step's call turn, the first one right there."""
+    system = TAU_SYSTEM.read_text()
+    record = next(r for r in iter_jsonl(TAU_RUNS) if sum(bool(m.get("tool_calls")) for m in r["messages"]) >= 4)
+    body = tau_bench_request(record, system_prompt=system, max_prompt_tokens=3000, keep_last_turns=2)
+    trace = AuditRequest.model_validate(body).pipeline.trace(query="")
+    body["pipeline"]["audit_steps"] = trace.auditable()[-2:]
+    request = AuditRequest.model_validate(body)
+    layout = build_agent_layout(request, model, response_len=len(model.encode(trace.final_answer)))
+    full = layout.build().ids
+
+    def first_difference(ids) -> int:  # an insertion after the last turn extends the generation prompt's tokens
+        return next((i for i, (a, b) in enumerate(zip(ids, full, strict=False)) if a != b), len(full))
+
+    first_audited_call = first_difference(layout.without(0).ids)  # its call turn is where the trace loses it
+    assert any(s.id not in request.pipeline.audit_steps for s in layout.steps[:1])  # an earlier unaudited step
+    starts = [first_difference(layout.inserted(k, "placebo-0", "noise", model).ids)
+              for k in range(layout.insertion_slots + 1)]  # fmt: skip
+    assert all(s >= first_audited_call for s in starts) and starts[0] < first_audited_call + 16  # right before it
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)

@@ -114,8 +114,13 @@ class AgentLayout:
     insertion_length_fixed = False  # the chat template renders the whole trace again around an inserted step
 
     def _insertion_points(self) -> list[int]:
-        """Where a placebo step may go: before any assistant turn that calls tools, or after the last turn."""
-        return [k for k, t in enumerate(self.turns) if t.role == "assistant" and t.calls] + [len(self.turns)]
+        """Where a placebo step may go: before an assistant turn that calls tools, from the first that calls an
+        audited step on, or after the last turn. A placebo is the null an audited output is judged against, so it
+        goes among the audited outputs, never before them (where it would also cost every turn after it again)."""
+        calls = [k for k, t in enumerate(self.turns) if t.role == "assistant" and t.calls]
+        audited = set(self.audited)
+        first = next((k for k in calls if audited.intersection(self.turns[k].calls)), None)
+        return [k for k in calls if first is None or k >= first] + [len(self.turns)]
 
     @property
     def insertion_slots(self) -> int:
