@@ -131,3 +131,30 @@ def test_placebo_flip_checks_read_off_their_own_pass_equal_regenerations(model):
     np.testing.assert_allclose(logprobs(scores), logprobs(plain), atol=1e-4)
     decoded = together - scored  # tokens fed to regenerate: none for the full prompt, one per step for the others
     assert decoded <= (len(prompts) - 1) * gate.budget and decoded < 0.5 * regenerated, (decoded, regenerated)
+
+
+def test_attention_read_over_a_reused_prefix_equals_a_fresh_pass(model):
+    """The attention baseline pass reuses the full context's cache up to the first source: on a trace whose
+    audited outputs come late, the attention per source read over that cache equals a fresh pass's, and the
+    prefix is not fed again."""
+    from cases import load_example
+
+    from faithaudit.api_schemas import AuditRequest
+    from faithaudit.audits.prompt.layout import request_layout
+    from faithaudit.audits.scoring import score_full_context, score_prompt
+
+    body = load_example("agent_case.json")
+    steps = AuditRequest.model_validate(body).pipeline.trace(query="").auditable()
+    body["pipeline"]["audit_steps"] = steps[-1:]  # the last output only: most of the trace comes before it
+    layout, given, _ = request_layout(AuditRequest.model_validate(body), model)
+    response = model.encode(given)
+    base = score_full_context(model, layout, response, with_attention=True)
+    fill = {0: [model.encode(" the")[0]] * (base.prompt.spans[0][1] - base.prompt.spans[0][0])}
+    prompt = layout.build(replace=fill)
+    fresh_score, _, fresh = score_prompt(model, prompt, response, 1, with_attention=True)
+    before = model.counter.snapshot()[1]
+    reused_score, _, reused = score_prompt(model, prompt, response, 1, with_attention=True, reuse=base.cache)
+    fed = model.counter.snapshot()[1] - before
+    assert fed == len(prompt.ids) + len(response) - base.prompt.spans[0][0] < len(prompt.ids) // 2
+    assert np.allclose(reused.by_layer, fresh.by_layer, atol=1e-5)
+    assert abs(reused_score.logprob - fresh_score.logprob) < 1e-3

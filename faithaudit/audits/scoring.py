@@ -44,8 +44,10 @@ def score_prompt(
     *,
     with_attention: bool,
     keep_cache: bool = False,
+    reuse: CachedContext | None = None,
 ) -> tuple[ResponseScore, CachedContext | None, AttentionReading | None]:
-    """Score the response after ``prompt``; with attention, read the response rows' attention per source."""
+    """Score the response after ``prompt``; with attention, read the response rows' attention per source.
+    ``reuse``: a cache whose common prefix with the prompt is not fed again."""
     probe = None
     if with_attention:
         first = len(prompt.ids) - 1  # the logit at the last prompt position scores the first response token
@@ -54,7 +56,7 @@ def score_prompt(
             spans=[prompt.spans[i] for i in range(num_sources)],
             num_layers=model.num_layers,
         )
-    score, cache = model.score(prompt.ids, response_ids, keep_cache=keep_cache, probe=probe)
+    score, cache = model.score(prompt.ids, response_ids, keep_cache=keep_cache, probe=probe, reuse=reuse)
     return score, cache, probe.reading() if probe else None
 
 

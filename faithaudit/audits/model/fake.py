@@ -76,7 +76,7 @@ class FakeModelAdapter(ChatPromptMixin):
         if not response_ids:
             raise ValueError("response_ids is empty")
         ids = tuple(prompt_ids) + tuple(response_ids)
-        prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1) if reuse is not None and probe is None else 0
+        prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1) if reuse is not None else 0
         self._count(len(ids) - prefix)
         present = self._present(prompt_ids)
         total = self.base_logprob + sum(v for w, v in self.effects.items() if w in present) + self._noise(prompt_ids)

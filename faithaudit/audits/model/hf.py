@@ -163,7 +163,7 @@ class HFModelAdapter(ChatPromptMixin):
             raise ValueError("response_ids is empty")
         # The first scored logit sits at position len(prompt) - 1, so at least that token must be fed.
         prefix = 0
-        if reuse is not None and probe is None:
+        if reuse is not None:  # the probe reads queries at absolute positions, so a cached prefix is fine there too
             prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1)
         cache = self._prefix_cache(reuse, prefix)
         input_ids = torch.tensor([ids[prefix:]], dtype=torch.long, device=self.device)  # [1, fed]

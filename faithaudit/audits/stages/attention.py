@@ -3,7 +3,8 @@
 ``attention``: the full-context pass reads the response rows' attention over the sources.
 ``attention_baseline``: one more pass with every source's tokens replaced by as many tokens of neutral text
 (``placebos.neutral_token_fill``); the share each position then gets is what position alone earns, and each
-source's attention is reported against it (``attention_position_ratio``).
+source's attention is reported against it (``attention_position_ratio``). That pass reuses the full context's KV
+cache up to the first source (most of an agent trace, where only the last tool outputs are audited).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def attention_baseline(ctx: StageContext, found: Findings) -> Findings:
     lengths = [spans[i][1] - spans[i][0] for i in range(ctx.num_sources)]
     fills = neutral_token_fill(ctx.request.query, lengths, seed=ctx.options.seed, encode=ctx.model.encode)
     prompt = ctx.layout.build(replace=dict(enumerate(fills)))
-    _, _, reading = score_prompt(ctx.model, prompt, ctx.response_ids, ctx.num_sources, with_attention=True)
+    _, _, reading = score_prompt(
+        ctx.model, prompt, ctx.response_ids, ctx.num_sources, with_attention=True, reuse=ctx.base.cache
+    )  # the prompt up to the first source is the full context's: its cache is not fed again
     ctx.progress.step("attention_baseline")
     return replace(found, attention_baseline=reading)
