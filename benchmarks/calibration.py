@@ -118,10 +118,12 @@ def request(case: dict) -> AuditRequest:
 
 
 def run_case(case: dict, model) -> dict:
-    from faithaudit.audits.run import run_audit
+    from faithaudit.audits.run import prepare_audit, report_of, run_stages
 
     t0 = time.perf_counter()
-    report = run_audit(request(case), model)
+    prepared = prepare_audit(request(case), model)
+    found = run_stages(prepared, prepared.plan.stages, prepared.start())
+    report = report_of(prepared, found)
     s = report.summary
     return {
         "id": case["id"],
@@ -135,8 +137,39 @@ def run_case(case: dict, model) -> dict:
         "placebo_flip_rate": s.placebo_flip_rate,
         "flips_counted": s.flips_counted,
         "forward_passes": report.cost.forward_passes,
+        "tokens_by_stage": {k: v.tokens_processed for k, v in report.cost.by_stage.items()},
+        "controls_raw": controls_raw(prepared, found),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def controls_raw(prepared, found) -> dict:
+    """What the labels were decided from, per placebo and per order, so that fewer controls can be replayed
+    exactly (``controls_replay.py``): the first k placebos and the first m orders of a run are those a run with
+    k placebos and m orders would draw (both are drawn in sequence from their own seeded generators)."""
+    from faithaudit.audits.report.sources import attention_ratios
+
+    n = prepared.layout.num_sources
+    check = found.flip_check
+    return {
+        "source_ids": [src.id for src in prepared.layout.sources],
+        "order_reliance": found.orders.reliance(found.reliance).tolist() if found.orders is not None else None,
+        "reliance": found.reliance.tolist(),
+        "placebo_reliance": found.placebos.noise.placebo_reliance.tolist(),
+        "placebo_keeps_answer": None if found.placebos.keeps_answer is None else list(found.placebos.keeps_answer),
+        "attention_ratio": attention_ratios(found, n),
+        "positional": found.attention_baseline is not None,
+        "flip_changed": {str(i): f.changed for i, f in found.flips.items()},
+        "margin_holds": _margin_holds(check, prepared.request.audit.labels),
+        "label_rules": prepared.request.audit.labels.model_dump(),
+    }
+
+
+def _margin_holds(check, rules) -> bool | None:
+    """Whether the greedy answer's margin let flips count (``stages.flips.answer_gate``); None: no flip check."""
+    if check is None:
+        return None
+    return bool(check.answer_span) and check.margin is not None and check.margin >= rules.min_greedy_margin
 
 
 def decisive_at(row: dict, source: str, threshold: float) -> bool:
