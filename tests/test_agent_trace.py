@@ -220,3 +220,6 @@ def test_placebo_steps_go_where_the_audited_outputs_are(model):
               for k in range(layout.insertion_slots + 1)]  # fmt: skip
     assert all(s >= first_audited_call for s in starts) and starts[0] < first_audited_call + 16  # right before it
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    calls = [k for k, t in enumerate(layout.turns) if t.role == "assistant" and t.calls]
+    first = next(k for k in calls if set(layout.turns[k].calls) & set(request.pipeline.audit_steps))
+    assert layout.insertion_slots == sum(k >= first for k in calls) < len(calls)  # every call from there on

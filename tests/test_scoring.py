@@ -158,3 +158,31 @@ def test_attention_read_over_a_reused_prefix_equals_a_fresh_pass(model):
     assert fed == len(prompt.ids) + len(response) - base.prompt.spans[0][0] < len(prompt.ids) // 2
     assert np.allclose(reused.by_layer, fresh.by_layer, atol=1e-5)
     assert abs(reused_score.logprob - fresh_score.logprob) < 1e-3
+
+
+def test_a_sliding_window_cache_is_reused_only_while_it_holds_every_position(model):
+    """A sliding-window layer keeps only its last W - 1 keys (transformers' DynamicCache): a cache from a pass longer
+    than that must not be sliced for a later pass's prefix. Tiny random Mistral, window 8: a pass of 23 positions
+    gives a cache nothing reuses, and a pass reusing it equals a fresh one; a pass of 6 positions stays reusable."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from faithaudit.audits.model.hf import HFModelAdapter
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(
+        "mistral", vocab_size=len(model.tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, sliding_window=8,
+    )  # fmt: skip
+    tiny = HFModelAdapter(
+        model=AutoModelForCausalLM.from_config(config), tokenizer=model.tokenizer, name="tiny", revision="random"
+    )
+    ids = [int(t) for t in np.random.default_rng(0).integers(100, 1000, 23)]
+    prompt, response = ids[:20], ids[20:]
+    _, long_cache = tiny.score(prompt, response, keep_cache=True)
+    assert long_cache.ids == ()  # its sliding layers hold only the last 7 positions
+    changed = prompt[:15] + [7] + prompt[16:]
+    fresh, _ = tiny.score(changed, response)
+    reused, _ = tiny.score(changed, response, reuse=long_cache)
+    assert np.allclose(reused.token_logprobs, fresh.token_logprobs, atol=1e-5)
+    _, short_cache = tiny.score(ids[:4], ids[4:6], keep_cache=True)
+    assert short_cache.ids == tuple(ids[:6])

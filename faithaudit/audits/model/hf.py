@@ -177,7 +177,7 @@ class HFModelAdapter(ChatPromptMixin):
         cached = None
         if keep_cache:
             kv = tuple((layer.keys, layer.values) for layer in out.cache.layers)
-            cached = CachedContext(ids=tuple(ids), kv=kv)
+            cached = _context(ids, kv, out.cache.layers, len(ids))
         return score, cached
 
     @torch.inference_mode()
@@ -221,7 +221,7 @@ class HFModelAdapter(ChatPromptMixin):
         if keep_cache:
             n = len(seqs[-1])
             kv = tuple((layer.keys[-1:, :, :n], layer.values[-1:, :, :n]) for layer in out.cache.layers)
-            cached = CachedContext(ids=tuple(seqs[-1]), kv=kv)
+            cached = _context(seqs[-1], kv, out.cache.layers, prefix + width)
         return scores, cached
 
     def _prefix_cache(self, reuse: CachedContext | None, prefix: int, *, batch: int = 1):
@@ -412,3 +412,11 @@ def greedy_known(argmax: Sequence[int], response_ids: Sequence[int], stop_ids: S
         if t >= len(response_ids) or token != response_ids[t]:
             break
     return tuple(known), False
+
+
+def _context(ids: Sequence[int], kv, layers, fed: int) -> CachedContext:
+    """The cache of a pass over ``fed`` positions, reusable where every layer kept every position. A sliding-window
+    layer (Gemma 2/3, Mistral) keeps only its last W - 1 keys, so a longer pass's cache holds no prefix a later pass
+    could take: it is kept without ids, and nothing is reused from it."""
+    whole = all(layer.keys.shape[2] >= fed for layer in layers)
+    return CachedContext(ids=tuple(ids) if whole else (), kv=kv)

@@ -62,6 +62,12 @@ def faithaudit_version() -> str:
         return "unknown"
 
 
+POSITIONS_RAG = "k: before the k-th document (0-based); their count: after the last"
+POSITIONS_AGENT = (
+    "k: before the k-th tool call from the first audited one on (0-based); their count: after the last turn"
+)
+
+
 def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLayout, found: Findings) -> Controls:
     opts = request.audit
     check = found.flip_check
@@ -82,6 +88,7 @@ def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLay
             "seed": opts.seed + PLACEBO_SEED_OFFSET,
             "positions": [] if found.placebos is None else list(found.placebos.positions),
             "inserted_as": "a noop tool step" if layout.steps else "a document",
+            "positions_are": POSITIONS_AGENT if layout.steps else POSITIONS_RAG,
         },
         orders={
             "count": 1 if found.orders is None else len(found.orders.permutations),
