@@ -10,7 +10,10 @@ m orders (m = 1: reliance +- floor, as without orders), and summarises each part
 
 One thing is not replayed exactly: answer flips are checked for the sources above the run's own floor; where a
 smaller floor would have checked a source the run did not, and flips count, the row is marked ``approximate`` (its
-flip is taken as unchanged). The configuration the rows ran with must give back their recorded labels: checked.
+flip is taken as unchanged). Likewise for orders: rows recorded since the orders stage re-scores only the sources an
+order could move (``noise.order_sensitive``) hold NaN for the others; where a smaller floor would have re-scored
+one of them, the row is ``approximate`` (reliance +- floor stands in). The configuration the rows ran with must give
+back their recorded labels: checked.
 
     PYTHONPATH=. .venv/bin/python benchmarks/controls_replay.py benchmarks/results/calibration_fictional_raw.jsonl \\
         --json benchmarks/results/controls_replay.json
@@ -31,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from calibration import summarise  # noqa: E402
 
 from faithaudit.api_schemas import LabelThresholds  # noqa: E402
-from faithaudit.audits.noise import NoiseFloor, floor_intervals, order_intervals  # noqa: E402
+from faithaudit.audits.noise import NoiseFloor, floor_intervals, order_intervals, order_sensitive  # noqa: E402
 from faithaudit.audits.report.labels import label_source  # noqa: E402
 
 PLACEBOS = (4, 8, 12, 16)
@@ -45,11 +48,14 @@ def replay(row: dict, placebos: int, orders: int) -> tuple[dict[str, str | None]
     rules = LabelThresholds(**raw["label_rules"])
     reliance = np.asarray(raw["reliance"], dtype=np.float64)
     floor = NoiseFloor.of(np.asarray(raw["placebo_reliance"][:placebos])).floor
-    rows = raw["order_reliance"]
-    intervals = order_intervals(np.asarray(rows[:orders])) if rows and orders > 1 else floor_intervals(reliance, floor)
+    rows = np.asarray(raw["order_reliance"], dtype=np.float64)[:orders]  # NaN: not re-scored by the recorded run
+    by_orders = len(rows) and orders > 1
+    intervals = order_intervals(rows, floor) if by_orders else floor_intervals(reliance, floor)
     counted = _flips_counted(raw, placebos, rules)
     flips = {int(i): changed for i, changed in raw["flip_changed"].items()}
     approximate = counted and any(r > floor and i not in flips for i, r in enumerate(reliance))
+    sensitive = order_sensitive(reliance, floor, distracting=rules.distracting)
+    approximate |= bool(by_orders and (np.isnan(rows).any(axis=0) & sensitive).any())  # a smaller floor's rescore
     labels = {}
     for i, sid in enumerate(raw["source_ids"]):
         verdict = label_source(

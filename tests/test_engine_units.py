@@ -55,7 +55,7 @@ def test_method_names_declared_for_the_api_equal_the_registry():
 def test_plan_orders_stages_counts_passes_and_drops_flips_without_a_ranking():
     opts = AuditOptions(methods=["no_context", "leave_one_out"], answer_flip_top_k=5)
     plan = AuditPlan.build(opts, 3)
-    assert [s.name for s in plan.stages] == ["leave_one_out", "orders", "no_context", "placebos", "answer_flip"]
+    assert [s.name for s in plan.stages] == ["leave_one_out", "no_context", "placebos", "orders", "answer_flip"]
     assert plan.passes == {"leave_one_out": 3, "orders": 2 * 4, "no_context": 1, "placebos": 16, "answer_flip": 20}
     assert plan.total_passes == 1 + 3 + 8 + 1 + 16 + 20 and plan.with_attention is False
     trace = AuditPlan.build(opts, 3, reorderable=False)
@@ -90,7 +90,7 @@ def test_given_response_reliance_labels_flips_and_progress():
     assert seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
     stages = report.cost.by_stage
     assert list(stages) == [
-        "full_context", "attention_baseline", "leave_one_out", "orders", "no_context", "placebos",
+        "full_context", "attention_baseline", "leave_one_out", "no_context", "placebos", "orders",
         "context_ablation", "answer_flip",
     ]  # fmt: skip
     assert stages["leave_one_out"].forward_passes == 3 and stages["context_ablation"].forward_passes == 2**3
@@ -103,7 +103,10 @@ def test_given_response_reliance_labels_flips_and_progress():
     lo, hi = s["key"].surrogate_interval
     assert lo <= s["key"].surrogate_weight <= hi and lo > 0
     # the margin holds, so each placebo is scored and then answered from its own cache: one token fed per answer
-    assert stages["orders"].forward_passes == 2 * 4 and stages["placebos"].forward_passes == 16 + 16
+    assert stages["placebos"].forward_passes == 16 + 16
+    # no placebo moves the fake: floor 0, so every source is re-scored in both other orders
+    assert report.controls.orders["rescored_sources"] == ["key", "noise", "trap"]
+    assert stages["orders"].forward_passes == 2 * 4 and s["trap"].reliance_interval == (-3.0, -3.0)
     assert stages["answer_flip"].forward_passes == 1 + 1  # the full answer and one source
     assert report.cost.forward_passes == model.counter.forward_passes
     unflipped = run_audit(rag(answer_flip_top_k=0), scripted()).cost.by_stage["placebos"]
@@ -168,6 +171,13 @@ def test_noise_floor_keeps_small_reliance_within_noise():
     assert s["noise"].label == "within_noise"  # +0.8 nats would be "supporting" without the floor
     lo, hi = s["noise"].reliance_interval
     assert lo < hi and lo < floor  # three orders disagree
+    # inside (-floor, floor) no order could make a source anything but within_noise: not re-scored, reliance +- floor
+    rescored = report.controls.orders["rescored_sources"]
+    inside = [x for x in report.sources if -floor < x.reliance < floor]
+    assert inside and {x.id for x in inside}.isdisjoint(rescored) and len(inside) + len(rescored) == 3
+    for x in inside:
+        assert x.reliance_interval == pytest.approx((x.reliance - floor, x.reliance + floor), abs=2e-6)
+    assert report.cost.by_stage["orders"].forward_passes == 2 * (1 + len(rescored))  # the full pass and each one
     again = run_audit(rag(), scripted(effects={"ZQX": 12.0, "Glaciers": 0.8}, jitter=1.0))
     assert again.without_timings() == report.without_timings()  # seeded: two runs agree exactly
 

@@ -86,8 +86,9 @@ class SourceReport(_Out):
     reliance_rank: int | None = None
     reliance_interval: tuple[float, float] | None = Field(
         None,
-        description="[min, max] of reliance over the document orders (nats); agent traces and single-order audits: "
-        "reliance +- the noise floor.",
+        description="[min, max] of reliance over the document orders (nats); agent traces, single-order audits and "
+        "a source no order could move out of within_noise (reliance strictly between min(distracting, -floor) and "
+        "the floor, not re-scored: controls.orders.rescored_sources): reliance +- the noise floor.",
     )
     reliance_z: float | None = Field(None, description="(reliance - mean of the placebos) / their SD.")
     reliance_p: float | None = Field(
@@ -158,7 +159,9 @@ class Summary(_Out):
     )
     placebo_reliance: list[float] | None = Field(None, description="Each placebo's reliance, nats.")
     order_top1_stability: float | None = Field(
-        None, description="Share of document orders whose reliance top-1 is the given order's top-1."
+        None,
+        description="Share of document orders whose reliance top-1 is the given order's top-1, among the sources "
+        "re-scored in every order; null when the given top-1 was not (nothing outside the noise band).",
     )
     answer_span: str | None = Field(None, description="The response's words that are not in the query.")
     greedy_margin_nats: float | None = Field(

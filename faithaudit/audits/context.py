@@ -115,12 +115,12 @@ class Placebos:
 
 @dataclass(frozen=True)
 class Orders:
-    """The documents in other seeded orders; the given order's leave-one-out is ``Findings.reliance``, so this
-    stage reads nothing another stage wrote and may run on its own shard."""
+    """The documents in other seeded orders; the given order's leave-one-out is ``Findings.reliance``. Only the
+    sources whose label an order could change are re-scored (``noise.order_sensitive``); the others are NaN."""
 
     permutations: tuple[tuple[str, ...], ...]  # document ids in prompt order; the given order first
-    others: np.ndarray  # [orders - 1, n] leave-one-out reliance in each other order, nats
-    logprob_full_others: np.ndarray  # [orders - 1] log p(response | full context) in each other order
+    others: np.ndarray  # [orders - 1, n] leave-one-out reliance in each other order, nats; NaN: not re-scored
+    logprob_full_others: np.ndarray  # [orders - 1] log p(response | full context) in each other order (NaN: none)
 
     def reliance(self, given: np.ndarray) -> np.ndarray:
         """[orders, n]: the given order's reliance, then each other order's."""

@@ -32,9 +32,24 @@ class NoiseFloor:
         return (1 + larger) / (len(self.placebo_reliance) + 1)
 
 
-def order_intervals(order_reliance: np.ndarray) -> list[tuple[float, float]]:
-    """[min, max] of each source's reliance over the orders (rows: orders, columns: sources)."""
-    lows, highs = order_reliance.min(axis=0), order_reliance.max(axis=0)
+def order_sensitive(reliance: np.ndarray, floor: float, *, distracting: float) -> np.ndarray:
+    """[n] bool: the sources whose label another document order could change. A label other than
+    ``within_noise`` needs an interval wholly at or above max(supporting, floor), or above the floor with a counted
+    answer flip, or at or below min(distracting, -floor) (``report.labels``); an interval over orders always holds
+    the given order's reliance. So a source whose reliance lies strictly between min(distracting, -floor) and the
+    floor is ``within_noise`` under any orders (attention labels read only that), and re-scoring it in other
+    orders could change nothing the audit decides."""
+    r = np.asarray(reliance, dtype=np.float64)
+    return (r >= floor) | (r <= min(distracting, -floor))
+
+
+def order_intervals(order_reliance: np.ndarray, floor: float) -> list[tuple[float, float]]:
+    """[min, max] of each source's reliance over the orders (rows: orders, the given one first; columns:
+    sources); reliance +- floor for a source not re-scored in other orders (NaN there: ``order_sensitive``)."""
+    given, others = order_reliance[0], order_reliance[1:]
+    measured = ~np.isnan(others).any(axis=0)
+    lows = np.where(measured, order_reliance.min(axis=0), given - floor)
+    highs = np.where(measured, order_reliance.max(axis=0), given + floor)
     return [(float(lo), float(hi)) for lo, hi in zip(lows, highs, strict=True)]
 
 
@@ -43,9 +58,13 @@ def floor_intervals(reliance: np.ndarray, floor: float) -> list[tuple[float, flo
     return [(float(r - floor), float(r + floor)) for r in reliance]
 
 
-def top1_stability(order_reliance: np.ndarray) -> float:
-    """Share of orders whose reliance top-1 is the given order's (row 0) top-1."""
-    tops = np.argmax(order_reliance, axis=1)
+def top1_stability(order_reliance: np.ndarray) -> float | None:
+    """Share of orders whose reliance top-1 is the given order's (row 0) top-1, among the sources scored in
+    every order; None when the given top-1 was not (no order could change its label: nothing is relied on)."""
+    measured = ~np.isnan(order_reliance).any(axis=0)
+    if not measured[int(np.argmax(order_reliance[0]))]:
+        return None
+    tops = np.argmax(np.where(measured, order_reliance, -np.inf), axis=1)
     return float(np.mean(tops == tops[0]))
 
 

@@ -7,6 +7,8 @@ import json
 import re
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
+
 from faithaudit.api_schemas import AuditRequest, Controls
 from faithaudit.api_schemas.report import ComputeControls, MaskControls
 from faithaudit.audits.ablation import BOOTSTRAP_RESAMPLES, AdaptivePolicy
@@ -90,11 +92,7 @@ def build_controls(request: AuditRequest, model: ModelAdapter, layout: SourceLay
             "inserted_as": "a noop tool step" if layout.steps else "a document",
             "positions_are": POSITIONS_AGENT if layout.steps else POSITIONS_RAG,
         },
-        orders={
-            "count": 1 if found.orders is None else len(found.orders.permutations),
-            "permutations": [] if found.orders is None else [list(p) for p in found.orders.permutations],
-            "causal": not layout.reorderable,
-        },
+        orders=_orders(layout, found),
         attention={
             "layers": model.num_layers,
             "heads": getattr(model, "num_heads", None),
@@ -158,3 +156,17 @@ def _why_unstable(check, min_margin: float) -> str:
     if check.margin < min_margin:
         return f"greedy margin {check.margin:.2f} nats < {min_margin:g}"
     return f"{check.placebo_flip_rate:.0%} of placebo insertions flip it"
+
+
+def _orders(layout: SourceLayout, found: Findings) -> dict:
+    if found.orders is None:
+        return {"count": 1, "permutations": [], "causal": not layout.reorderable}
+    measured = ~np.isnan(found.orders.others).any(axis=0)
+    return {
+        "count": len(found.orders.permutations),
+        "permutations": [list(p) for p in found.orders.permutations],
+        "causal": not layout.reorderable,
+        "rescored_sources": [src.id for src, m in zip(layout.sources, measured, strict=True) if m],
+        "rescored_are": "the sources whose label an order could change (reliance at or above the noise floor, or at "
+        "or below min(distracting, -floor)); the others keep reliance +- floor as their interval",
+    }

@@ -47,7 +47,7 @@ class Calibration:
         if found.reliance is None:
             return cls(floor, noise, None)
         if found.orders is not None:
-            return cls(floor, noise, order_intervals(found.orders.reliance(found.reliance)))
+            return cls(floor, noise, order_intervals(found.orders.reliance(found.reliance), floor))
         return cls(floor, noise, floor_intervals(found.reliance, floor))
 
 

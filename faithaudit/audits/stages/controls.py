@@ -6,9 +6,12 @@ floor every real source is judged against. Each prompt reuses the full context's
 When answer flips will count (``stages.flips.answer_gate``), whether the greedy answer after each placebo keeps
 the answer span is settled here, from that pass (``stages.flips.score_then_check``), for the placebos' flip rate.
 
-``orders``: extra seeded permutations of the documents, each re-scoring the full context and leave-one-out, so
-that every reliance gets an interval over the orders (with the given order's leave-one-out, which this stage does
-not read: ``Orders.reliance(given)``, so it may run on a shard of its own). A trace keeps its causal order.
+``orders``: extra seeded permutations of the documents, each re-scoring the full context and leaving out each
+source whose label an order could change, so that its reliance gets an interval over the orders (with the given
+order's leave-one-out: ``Orders.reliance(given)``). A source whose reliance lies strictly between the label bounds
+(``noise.order_sensitive``: between min(distracting, -floor) and the floor) is ``within_noise`` under any
+orders: it is not re-scored (NaN in ``Orders.others``) and keeps reliance +- floor as its interval. The stage needs the
+placebos' floor, so it runs once the shards are in. A trace keeps its causal order.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from faithaudit.audits import interventions
 from faithaudit.audits.context import Findings, Orders, Placebos, StageContext
-from faithaudit.audits.noise import NoiseFloor, seeded_orders
+from faithaudit.audits.noise import NoiseFloor, order_sensitive, seeded_orders
 from faithaudit.audits.placebos import placebo_prompts
 from faithaudit.audits.plan import register_stage
 from faithaudit.audits.scoring import logprobs, score_full_context, score_masks, score_pairs
@@ -52,31 +55,42 @@ def placebos(ctx: StageContext, found: Findings) -> Findings:
 
 
 def planned_order_passes(options, num_sources: int) -> int:
+    """At most: the sources an order cannot move are known only once the floor is (``noise.order_sensitive``)."""
     return (options.orders - 1) * (num_sources + 1)
 
 
 @register_stage(
     "orders",
     passes=planned_order_passes,
-    order=15,
+    order=27,
     selects=lambda o: o.orders > 1,
     needs_any=("leave_one_out",),
     needs_reordering=True,
+    reads=("leave_one_out", "placebos"),
+    shardable=False,
 )
 def orders(ctx: StageContext, found: Findings) -> Findings:
     layout, n = ctx.layout, ctx.num_sources
     ids = layout.document_ids
+    floor = 0.0 if found.placebos is None else found.placebos.noise.floor
+    rules = ctx.request.audit.labels
+    sensitive = order_sensitive(found.reliance, floor, distracting=rules.distracting)
+    masks = interventions.leave_one_out_masks(n)[sensitive]
     rows, full = [], []
     perms = [tuple(ids)]
     tick = ctx.progress.ticker("orders")
     for order in seeded_orders(len(ids), ctx.options.orders - 1, seed=ctx.options.seed):
-        permuted = layout.permuted(order)
-        base = score_full_context(ctx.model, permuted, ctx.response_ids, with_attention=False)
-        tick()
-        masks = interventions.leave_one_out_masks(n)
-        loo = logprobs(score_masks(ctx.model, permuted, ctx.response_ids, masks, base=base, on_each=tick))
-        rows.append(base.score.logprob - loo)
-        full.append(base.score.logprob)
+        row, logprob = np.full(n, np.nan), np.nan
+        if sensitive.any():
+            permuted = layout.permuted(order)
+            base = score_full_context(ctx.model, permuted, ctx.response_ids, with_attention=False)
+            tick()
+            loo = logprobs(score_masks(ctx.model, permuted, ctx.response_ids, masks, base=base, on_each=tick))
+            row[sensitive], logprob = base.score.logprob - loo, base.score.logprob
+        if skipped := n + 1 - (len(masks) + 1 if sensitive.any() else 0):
+            ctx.progress.step("orders", skipped)  # the planned total stays honest
+        rows.append(row)
+        full.append(logprob)
         perms.append(tuple(ids[k] for k in order))
     others = np.vstack(rows) if rows else np.zeros((0, n))
     measured = Orders(permutations=tuple(perms), others=others, logprob_full_others=np.array(full))
