@@ -309,3 +309,24 @@ def test_token_heatmap_sentences_retrieval_thresholds_and_stage_cost() -> None:
     split = report.model_copy(update={"cost": report.cost.model_copy(update={"workers": 2})})
     assert "summed over 2 workers" in render_report_html(split)
     assert 'id="methods"' in page and "nats of log-odds" in page
+
+
+def test_an_interval_that_no_order_measured_says_so() -> None:
+    from faithaudit.api_schemas import Controls
+
+    controls = Controls(
+        seed=0,
+        decoding={},
+        placebos={},
+        orders={"count": 3, "permutations": [], "causal": False, "rescored_sources": ["d0"]},
+        attention={},
+        model_weights="float32",
+        faithaudit_version="test",
+        request_sha256="0" * 64,
+    )
+    page = render_report_html(make_report().model_copy(update={"controls": controls}))
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr data-source="([^"]+)">(.*?)</tr>', page, re.S)}
+    marker = "± floor: no order could change its label"
+    assert marker not in rows["d0"] and marker in rows["doc&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"]
+    assert "(re-scored: d0)" in page
+    assert marker not in render_report_html(make_report())  # no controls (an old report): nothing claimed
