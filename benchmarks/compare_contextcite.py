@@ -134,10 +134,16 @@ def load_cases(dataset: str, data_dir: Path, limit: int, max_docs: int | None) -
 
 
 def audit_request(
-    case: Case, *, methods: list[str] | None = None, num_ablations: int | None = None, default: bool = False
+    case: Case,
+    *,
+    methods: list[str] | None = None,
+    num_ablations: int | None = None,
+    default: bool = False,
+    placebos: int | None = None,
 ) -> AuditRequest:
-    """The benchmark's request; ``default=True`` is the request a user sends: no audit options at all."""
-    audit: dict[str, Any] = {}
+    """The benchmark's request; ``default=True`` is the request a user sends: no audit options at all (but
+    ``placebos`` when given, to time the default audit with another placebo count)."""
+    audit: dict[str, Any] = {} if placebos is None else {"placebos": placebos}
     if not default:
         audit["answer_flip_top_k"] = 0
         if methods is not None:
@@ -251,7 +257,9 @@ def run_case(
 
     def default_audit() -> None:
         """The audit a user gets with no options, timed as one run; its stages come from that same run."""
-        report, seconds, tokens = timer.run(lambda: run_audit(audit_request(case, default=True), model))
+        request = audit_request(case, default=True, placebos=args.default_audit_placebos)
+        report, seconds, tokens = timer.run(lambda: run_audit(request, model))
+        extra["default_audit_labels"] = {s.id: s.label for s in report.sources}
         scores["default_audit"] = np.array([s.reliance for s in report.sources])
         scores["default_audit_surrogate"] = np.array([s.surrogate_weight for s in report.sources])
         cost["default_audit"] = cost["default_audit_surrogate"] = {"seconds": seconds, "tokens": tokens}
@@ -620,6 +628,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ContextCite and the default audit only (timed as one run each), with their evaluation",
     )
     p.add_argument("--summary-only", action="store_true", help="rebuild OUT from OUT's .cases.jsonl, run nothing")
+    p.add_argument(
+        "--default-audit-placebos", type=int, default=None, help="the default audit with this many placebos instead"
+    )
     p.add_argument(
         "--flip-max-new-tokens", type=int, default=64, help="answer-flip regenerations (the audit default: 64)"
     )
