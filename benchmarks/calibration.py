@@ -153,7 +153,7 @@ def controls_raw(prepared, found) -> dict:
     check = found.flip_check
     return {
         "source_ids": [src.id for src in prepared.layout.sources],
-        "order_reliance": found.orders.reliance(found.reliance).tolist() if found.orders is not None else None,
+        "order_reliance": None if found.orders is None else _nan_as_null(found.orders.reliance(found.reliance)),
         "reliance": found.reliance.tolist(),
         "placebo_reliance": found.placebos.noise.placebo_reliance.tolist(),
         "placebo_keeps_answer": None if found.placebos.keeps_answer is None else list(found.placebos.keeps_answer),
@@ -275,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _nan_as_null(rows: np.ndarray) -> list[list[float | None]]:
+    """Order rows as strict JSON: a source no other order re-scored (NaN) as null."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in rows]
 
 
 if __name__ == "__main__":

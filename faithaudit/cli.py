@@ -263,7 +263,8 @@ def print_report(report, *, console: Console) -> None:
     table = Table(
         title=f"Reliance of: {report.response[:80]}",
         title_justify="left",
-        caption="reliance and its interval over document orders in nats; z against the placebos; surrogate: "
+        caption="reliance and its interval (over document orders, or +- the noise floor) in nats; z against the "
+        "placebos; surrogate: "
         "ContextCite's weight in nats of log-odds of the whole response",
         caption_justify="left",
     )

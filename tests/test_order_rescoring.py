@@ -12,7 +12,7 @@ from faithaudit.audits.report.labels import label_source
 RULES = LabelThresholds()
 
 
-def labels(rows: np.ndarray, floor: float, ratios: np.ndarray, flips: np.ndarray) -> list[str | None]:
+def labels(rows, floor, ratios, flips, rules=RULES) -> list[str | None]:
     return [
         label_source(
             reliance=float(rows[0, i]),
@@ -21,7 +21,7 @@ def labels(rows: np.ndarray, floor: float, ratios: np.ndarray, flips: np.ndarray
             attention_ratio=float(ratios[i]),
             positional=True,
             flip_counted=bool(flips[i]),
-            rules=RULES,
+            rules=rules,
         ).label
         for i, interval in enumerate(order_intervals(rows, floor))
     ]
@@ -41,6 +41,22 @@ def test_skipping_the_sources_no_order_can_move_keeps_every_label():
         assert labels(partial, floor, ratios, flips) == labels(rows, floor, ratios, flips)
         skipped += int((~sensitive).sum())
     assert skipped > 3000  # the band is not empty: the test compares something
+
+
+def test_on_the_bounds_and_with_unusual_thresholds_too():
+    rng = np.random.default_rng(1)
+    for _ in range(3000):
+        t = rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0, 1.25], size=3)
+        rules = LabelThresholds(decisive=t[0], supporting=t[1], distracting=t[2])
+        floor = float(rng.choice([0.0, 0.5, 1.0]))
+        bounds = np.array([floor, -floor, *t, 0.0])
+        n, m = int(rng.integers(2, 7)), int(rng.integers(2, 4))
+        rows = rng.choice(np.concatenate([bounds, bounds + 0.5, bounds - 0.5]), size=(m, n))  # values on the bounds
+        ratios, flips = rng.choice([0.0, 0.5, 1.5, 3.0], size=n), rng.random(n) < 0.5
+        sensitive = order_sensitive(rows[0], floor, distracting=rules.distracting)
+        partial = rows.copy()
+        partial[1:, ~sensitive] = np.nan
+        assert labels(partial, floor, ratios, flips, rules) == labels(rows, floor, ratios, flips, rules)
 
 
 def test_the_band_bounds_an_unscored_source_gets_reliance_plus_minus_the_floor():

@@ -299,7 +299,9 @@ class Controls(_Out):
     decoding: dict[str, Any] = Field(description="Greedy decoding settings of generated responses and flips.")
     masks: MaskControls | None = None
     placebos: dict[str, Any] = Field(description="Count, how generated, where inserted.")
-    orders: dict[str, Any] = Field(description="Count and the permutations (source ids in prompt order).")
+    orders: dict[str, Any] = Field(
+        description="Count, the permutations (source ids in prompt order) and the sources re-scored in them."
+    )
     attention: dict[str, Any] = Field(description="Layers and heads the attention figures average over.")
     model_weights: str = Field(description="How the local model's weights were stored and computed (quantisation).")
     compute: ComputeControls | None = Field(None, description="Device, dtype and batching of the worker's model.")

@@ -181,8 +181,9 @@ class AuditOptions(_Strict):
         ge=1,
         le=8,
         description="Document orders, counting the given one: each extra seeded permutation re-scores the full "
-        "context and leave-one-out, and every reliance gets its [min, max] over the orders. Agent traces keep their "
-        "causal order (interval: reliance +- noise floor).",
+        "context and leaves out each source whose label an order could change, which gets its [min, max] over the "
+        "orders; a source strictly between min(distracting, -floor) and the floor is within_noise under any order "
+        "and keeps reliance +- noise floor. Agent traces keep their causal order (interval: reliance +- noise floor).",
     )
     replay_turns: int = Field(
         default=0, ge=0, le=8, description="Agent audits: replay to an answer, with up to this many new tool calls."
