@@ -122,6 +122,11 @@ class Orders:
     others: np.ndarray  # [orders - 1, n] leave-one-out reliance in each other order, nats; NaN: not re-scored
     logprob_full_others: np.ndarray  # [orders - 1] log p(response | full context) in each other order (NaN: none)
 
+    @property
+    def rescored(self) -> np.ndarray:
+        """[n] bool: the sources re-scored in every other order."""
+        return ~np.isnan(self.others).any(axis=0)
+
     def reliance(self, given: np.ndarray) -> np.ndarray:
         """[orders, n]: the given order's reliance, then each other order's."""
         return np.vstack([given, self.others])

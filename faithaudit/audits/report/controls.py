@@ -7,8 +7,6 @@ import json
 import re
 from importlib.metadata import PackageNotFoundError, version
 
-import numpy as np
-
 from faithaudit.api_schemas import AuditRequest, Controls
 from faithaudit.api_schemas.report import ComputeControls, MaskControls
 from faithaudit.audits.ablation import BOOTSTRAP_RESAMPLES, AdaptivePolicy
@@ -161,12 +159,11 @@ def _why_unstable(check, min_margin: float) -> str:
 def _orders(layout: SourceLayout, found: Findings) -> dict:
     if found.orders is None:
         return {"count": 1, "permutations": [], "causal": not layout.reorderable}
-    measured = ~np.isnan(found.orders.others).any(axis=0)
     return {
         "count": len(found.orders.permutations),
         "permutations": [list(p) for p in found.orders.permutations],
         "causal": not layout.reorderable,
-        "rescored_sources": [src.id for src, m in zip(layout.sources, measured, strict=True) if m],
+        "rescored_sources": [src.id for src, m in zip(layout.sources, found.orders.rescored, strict=True) if m],
         "rescored_are": "the sources whose label an order could change (reliance at or above the noise floor, or at "
         "or below min(distracting, -floor)); the others keep reliance +- floor as their interval",
     }

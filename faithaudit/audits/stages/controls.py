@@ -76,6 +76,7 @@ def orders(ctx: StageContext, found: Findings) -> Findings:
     rules = ctx.request.audit.labels
     sensitive = order_sensitive(found.reliance, floor, distracting=rules.distracting)
     masks = interventions.leave_one_out_masks(n)[sensitive]
+    skipped = n - len(masks) if sensitive.any() else n + 1  # planned passes per order that are not run
     rows, full = [], []
     perms = [tuple(ids)]
     tick = ctx.progress.ticker("orders")
@@ -87,7 +88,7 @@ def orders(ctx: StageContext, found: Findings) -> Findings:
             tick()
             loo = logprobs(score_masks(ctx.model, permuted, ctx.response_ids, masks, base=base, on_each=tick))
             row[sensitive], logprob = base.score.logprob - loo, base.score.logprob
-        if skipped := n + 1 - (len(masks) + 1 if sensitive.any() else 0):
+        if skipped:
             ctx.progress.step("orders", skipped)  # the planned total stays honest
         rows.append(row)
         full.append(logprob)
