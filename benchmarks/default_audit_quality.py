@@ -16,7 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from paired_stats import paired_difference  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("hotpotqa", "musique")
@@ -64,7 +69,25 @@ def quality(peer_exact: dict[str, dict]) -> dict:
     out["recall_at_2_surrogate_at_least_contextcite"] = (
         out["default_audit_surrogate"]["recall_at_2"] >= out[PEER]["recall_at_2"]
     )
+    out["paired_vs_contextcite"] = paired(rows)
     return out
+
+
+def paired(rows: list[dict]) -> dict:
+    """Each measure of the default audit against ContextCite's on the same cases: the mean difference with a
+    bootstrap interval over cases, and the sign test (``paired_stats.paired_difference``)."""
+
+    def per_case(method: str, key: str) -> list[float | None]:
+        return [r["methods"][method][key] for r in rows]
+
+    return {
+        f"{name}_{key}": paired_difference(per_case(method, key), per_case(PEER, key))
+        for name, method, key in (
+            ("reliance", RELIANCE, "recall_at_2"),
+            ("surrogate", SURROGATE, "recall_at_2"),
+            ("surrogate", SURROGATE, "lds"),
+        )
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

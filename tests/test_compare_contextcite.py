@@ -102,3 +102,28 @@ def test_metrics_and_rollout_on_known_inputs():
     causal = torch.tril(torch.ones(5, 5))
     uniform = [causal / causal.sum(dim=-1, keepdim=True)] * 2
     np.testing.assert_allclose(bench.rollout.rollout_rows(uniform, [4]).sum(), 1.0, atol=1e-6)
+
+
+def test_default_audit_ratios_carry_their_intervals_and_paired_differences():
+    bench = _load("compare_contextcite")
+
+    def record(audit_s, cc_s, recall, lds):
+        return {
+            "methods": {
+                "contextcite": {"seconds": cc_s, "tokens_processed": 100, "recall_at_2": 0.5, "lds": 0.8},
+                "default_audit": {"seconds": audit_s, "tokens_processed": 90, "recall_at_2": recall, "lds": lds},
+            },
+            "default_audit_contextcite_stages": {"seconds": audit_s / 2, "tokens": 45},
+            "default_audit_by_stage": {},
+        }
+
+    rows = [record(9, 10, 1.0, 0.9), record(12, 10, 0.5, None), record(11, 10, 0.5, 0.7), record(8, 10, 0.0, 0.8)]
+    out = bench.default_audit_ratios(rows)
+    total = out["default_audit_ratio_intervals"]["time_ratio_default_audit_total_vs_contextcite"]
+    assert out["time_ratio_default_audit_total_vs_contextcite"] == total["median"] == 1.0
+    assert (total["low"], total["high"], total["coverage"], total["cases"]) == (0.8, 1.2, 0.875, 4)
+    paired = out["default_audit_paired_vs_contextcite"]
+    assert (paired["recall_at_2"]["difference"], paired["recall_at_2"]["cases"]) == (0.0, 4)
+    assert (paired["recall_at_2"]["a_higher"], paired["recall_at_2"]["b_higher"]) == (1, 1)
+    assert paired["lds"]["cases"] == 3  # the case without an LDS is left out
+    assert paired["lds"]["difference"] == 0.0
