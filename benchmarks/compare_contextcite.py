@@ -612,8 +612,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     ):
         ratio = summary.get(key)
         interval = (summary.get("default_audit_ratio_intervals") or {}).get(key)
-        around = "" if interval is None else f", [{interval['low']:.3f}, {interval['high']:.3f}] covering "
-        around += "" if interval is None else f"{interval['coverage']:.1%} of {interval['cases']} cases"
+        around = ""
+        if interval is not None:
+            low, high, coverage, cases = (interval[k] for k in ("low", "high", "coverage", "cases"))
+            around = f", [{low:.3f}, {high:.3f}] covering {coverage:.1%} of {cases} cases"
         print(f"{key} (median of per-case ratios): {ratio if ratio is None else round(ratio, 3)}{around}")
 
 

@@ -48,8 +48,7 @@ def replay(row: dict, placebos: int, orders: int) -> tuple[dict[str, str | None]
     rules = LabelThresholds(**raw["label_rules"])
     reliance = np.asarray(raw["reliance"], dtype=np.float64)
     floor = NoiseFloor.of(np.asarray(raw["placebo_reliance"][:placebos])).floor
-    recorded = [[np.nan if v is None else v for v in row] for row in raw["order_reliance"] or []]
-    rows = np.asarray(recorded, dtype=np.float64)[:orders]  # NaN: not re-scored by the recorded run
+    rows = np.asarray(raw["order_reliance"] or [], dtype=np.float64)[:orders]  # null -> NaN: not re-scored
     by_orders = len(rows) and orders > 1
     intervals = order_intervals(rows, floor) if by_orders else floor_intervals(reliance, floor)
     counted = _flips_counted(raw, placebos, rules)
