@@ -175,7 +175,7 @@ def load(args):
 
     location = resolve_model(args.model or get_settings().default_model)
     folder = str(materialize(location, get_settings().cache_dir))
-    compute = Compute(device=args.device, dtype="float32", batch_size=1)
+    compute = Compute(device=args.device, dtype=args.sizes_dtype, batch_size=1)
     return folder, HFModelAdapter.from_pretrained(folder, name=location.name, threads=args.threads, compute=compute)
 
 
@@ -197,6 +197,7 @@ def run(args) -> dict:
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "case": workload.name,
+        "sizes_dtype": args.sizes_dtype,
         "repeats": args.repeats,
         "batching": batch_sizes(model, workload, sizes, args.repeats),
     }
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="A model name or folder (default: the configured default).")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", default="1,2,4,8")
+    ap.add_argument("--sizes-dtype", default="float32", help="the dtype the batch sizes are timed in")
     ap.add_argument("--dtypes", default="", help="e.g. float32,bfloat16 (the first is the reference)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)

@@ -35,6 +35,20 @@ SMOLLM2_135M = {
     "rms_norm_eps": 1e-5,
     "tie_word_embeddings": True,
 }
+# Llama-3.2-1B's config.json (meta-llama/Llama-3.2-1B), the parts that set the shape (its llama3 RoPE scaling
+# left out: the figures are about cost, not about long contexts); saved in bfloat16 to halve the disk write
+LLAMA_1B = {
+    "vocab_size": 128256,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,
+}
 TINY = SMOLLM2_135M | {
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -42,6 +56,7 @@ TINY = SMOLLM2_135M | {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
 }
+SHAPES = {"smollm2-135m": SMOLLM2_135M, "llama-3.2-1b": LLAMA_1B, "tiny": TINY}
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -89,11 +104,11 @@ def build_model(folder: Path, shape: str) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    spec = SMOLLM2_135M if shape == "smollm2-135m" else TINY
+    spec = SHAPES[shape]
     torch.manual_seed(0)
     config = LlamaConfig(**spec, initializer_range=INIT_RANGE, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
+    (model.to(torch.bfloat16) if spec is LLAMA_1B else model).save_pretrained(folder)
     trained = build_tokenizer(folder, min(spec["vocab_size"], 8000))
     return {
         "shape": shape,
@@ -141,7 +156,7 @@ def pytest_run(name: str, env: dict[str, str], out: Path, *select: str) -> dict:
     return result
 
 
-def batching(folder: Path, device: str, out: Path, sizes: str) -> dict:
+def batching(folder: Path, device: str, out: Path, sizes: str, sizes_dtype: str, dtypes: str) -> dict:
     target = out / "batching.json"
     cmd = [
         sys.executable,
@@ -152,8 +167,10 @@ def batching(folder: Path, device: str, out: Path, sizes: str) -> dict:
         device,
         "--sizes",
         sizes,
+        "--sizes-dtype",
+        sizes_dtype,
         "--dtypes",
-        "float32,bfloat16",
+        dtypes,
         "--data",
         "/nonexistent",
         "--json",
@@ -189,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="a folder: gpu_check.json, the logs and the JUnit XML")
     ap.add_argument("--device", default="cuda", help="cuda (the check) or cpu (a dry run of the script)")
-    ap.add_argument("--shape", choices=["smollm2-135m", "tiny"], default="smollm2-135m")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="smollm2-135m")
+    ap.add_argument("--benchmark-only", action="store_true", help="skip the tests: batching.py alone (a larger shape)")
     ap.add_argument("--sizes", default="1,8,32")
+    ap.add_argument("--sizes-dtype", default="float32", help="the dtype the batch sizes are timed in")
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="reliance compared across these ('' skips it)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     folder = args.out.parent / f"{args.out.name}_model"
@@ -198,16 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"machine": machine(), "model": build_model(folder, args.shape), "device": args.device}
     model_env = {"FAITHAUDIT_DEFAULT_MODEL": str(folder), "HF_HUB_OFFLINE": "1"}
     # 1. batched = sequential (and the rest of the file) with the test model on the device itself
-    result["tests_on_device"] = pytest_run("device", model_env | {"FAITHAUDIT_DEVICE": args.device}, args.out)
+    if not args.benchmark_only:
+        result["tests_on_device"] = pytest_run("device", model_env | {"FAITHAUDIT_DEVICE": args.device}, args.out)
     # 2. the device against the CPU (the test model on the CPU, a copy on the device)
-    if args.device != "cpu":
+    if args.device != "cpu" and not args.benchmark_only:
         result["tests_device_vs_cpu"] = pytest_run(
             "vs_cpu", model_env | {"FAITHAUDIT_DEVICE": "cpu"}, args.out, "-k", "cuda_scores_equal_cpu"
         )
-    result["batching"] = batching(folder, args.device, args.out, args.sizes)
+    result["batching"] = batching(folder, args.device, args.out, args.sizes, args.sizes_dtype, args.dtypes)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    failed = [*result["tests_on_device"]["failed"], *result.get("tests_device_vs_cpu", {}).get("failed", [])]
+    failed = [
+        *result.get("tests_on_device", {}).get("failed", []),
+        *result.get("tests_device_vs_cpu", {}).get("failed", []),
+    ]
     print(json.dumps({k: result[k] for k in ("machine", "model", "seconds")}, indent=2))
     print(f"tests failed: {failed or 'none'}; wrote {args.out / 'gpu_check.json'}")
     return 1 if failed or "sizes" not in result["batching"].get("batching", {}) else 0

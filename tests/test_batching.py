@@ -132,8 +132,10 @@ def test_cuda_where_none_exists_stops_the_command(command):
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_cuda_scores_equal_cpu_scores(model, demo, dtype):
-    """The test model loaded again on the GPU: float32 within 1e-3 nats of the CPU path, bfloat16 within 2% of the
-    response's log-prob (its own error, which benchmarks/batching.py --dtypes measures)."""
+    """The test model loaded again on the GPU: float32 within 1e-3 nats of the CPU path; bfloat16's error against
+    the CPU's float32 at most 3x bfloat16's own error on the CPU, on the same masks. bfloat16's error depends on the
+    kernels: on the GPU check's random model (scores of ~-100 nats) the H200's was 0.9x and 2.1x the CPU's in two
+    builds (max 2.5 and 3.9 nats), so no fixed share of the log-prob is a bar."""
     from faithaudit.audits.model.hf import HFModelAdapter
 
     layout, response, _ = demo
@@ -144,7 +146,11 @@ def test_cuda_scores_equal_cpu_scores(model, demo, dtype):
     masks = np.vstack([~np.eye(n, dtype=bool), np.ones((1, n), dtype=bool)])
     cpu = logprobs(score_masks(model, layout, response, masks, base=None))
     cuda = logprobs(score_masks(gpu, layout, response, masks, base=base))
-    tolerance = NATS if dtype == "float32" else 0.02 * np.abs(cpu).max()
+    tolerance = NATS
+    if dtype == "bfloat16":
+        cpu_bf16 = HFModelAdapter.from_pretrained(folder, compute=Compute(device="cpu", dtype=dtype, batch_size=1))
+        own = logprobs(score_masks(cpu_bf16, layout, response, masks, base=None))
+        tolerance = 3 * np.abs(own - cpu).max() + NATS
     assert np.abs(cuda - cpu).max() < tolerance
 
 
@@ -206,3 +212,44 @@ def test_batched_greedy_decode_equals_one_prompt_at_a_time(model, demo):
     assert model.generate_batch(prompts, max_new_tokens=budgets, reuses=reuses) == own_budget
     assert [len(t) for t in own_budget] == [3, len(one_by_one[1]), 0, min(7, len(one_by_one[3]))]
     assert model.generate_batch(prompts[:1], max_new_tokens=0, reuses=reuses[:1]) == [[]]
+
+
+def test_auto_batch_size_is_bounded_by_memory_and_by_the_work_of_a_call():
+    """The rule alone (no GPU needed), with the shapes the GPU check timed on an H200 (143,771 MiB): the fastest
+    batch was 16 rows for 135M parameters in bfloat16, 4 in float32, and 1 to 4 for 1.2B parameters."""
+    from faithaudit.audits.model.device import AUTO_MAX_BATCH, auto_rows, row_flop
+
+    h200 = 143771 * 2**20
+    row = 100 * 2**20  # ~100 MiB of KV cache and activations per row: memory never binds for these shapes
+
+    def rows(parameters: int, dtype: str, memory: int = h200, per_row: int = row) -> int:
+        flop = row_flop(parameters=parameters, tokens=1790)
+        return auto_rows("cuda", total_memory=memory, bytes_per_row=per_row, flop_per_row=flop, dtype=dtype)
+
+    assert rows(134_515_008, "bfloat16") == 16
+    assert rows(134_515_008, "float32") == 4
+    assert rows(1_235_814_400, "bfloat16") == rows(1_235_814_400, "float32") == 1
+    assert rows(8_030_261_248, "bfloat16") == 1  # Llama-3.1-8B: one row per call fills the GPU
+    assert rows(1_000_000, "bfloat16") == AUTO_MAX_BATCH  # a tiny model: the fixed cap
+    assert rows(134_515_008, "bfloat16", per_row=h200 // 16) == 4  # memory binds: a quarter of the device
+    assert auto_rows("cpu", total_memory=h200, bytes_per_row=row, flop_per_row=1.0, dtype="bfloat16") == 1
+
+
+def test_the_cache_argument_takes_the_name_the_installed_transformers_uses():
+    """transformers 5.17 takes ``past_key_values`` and drops an unknown ``cache=`` into ``**kwargs`` unread (the
+    GPU check's machine has 5.17); newer releases take ``cache``. Each forward's own signature decides."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    from faithaudit.audits.model.cache_names import cache_kwargs, returned_cache
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs): ...
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
+
+    marker = object()
+    assert cache_kwargs(Old(), marker) == {"past_key_values": marker}
+    assert cache_kwargs(New(), marker) == {"cache": marker}
+    field = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+    assert returned_cache(CausalLMOutputWithPast(**{field: marker})) is marker

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from faithaudit.audits.mechanism.architectures import ArchSpec
+from faithaudit.audits.model.cache_names import cache_kwargs
 
 Site = Literal["residual", "attention", "mlp", "head", "expert"]
 
@@ -105,7 +106,9 @@ class Patcher:
             self._hooks(stack, edits, record, corrupted)  # each handle is removed on exit, even mid-registration
             if probe is not None:
                 stack.enter_context(probing(probe))
-            out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=self.response_len + 1)
+            out = self.model(
+                input_ids=ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=self.response_len + 1
+            )
         if self.on_pass is not None:
             self.on_pass()
         logits = out.logits[0, :-1].double()  # [response_len, vocab]
@@ -250,5 +253,6 @@ def prefix_cache(model: torch.nn.Module, prefix_ids: Sequence[int]) -> list[tupl
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    model(input_ids=torch.tensor([list(prefix_ids)], dtype=torch.long), cache=cache, use_cache=True, logits_to_keep=1)
+    ids = torch.tensor([list(prefix_ids)], dtype=torch.long)
+    model(input_ids=ids, **cache_kwargs(model, cache), use_cache=True, logits_to_keep=1)
     return [(layer.keys, layer.values) for layer in cache.layers]

@@ -6,10 +6,13 @@ Three settings, read once per worker (``faithaudit.config``):
   naming the variable (``DeviceSettingError``), never a silent fall-back to the CPU.
 - ``FAITHAUDIT_DTYPE``: the weights' dtype. Whatever it is, the LM head runs in float32 (``upcast_lm_head``) and
   the log-softmax in float64, so log-probs are never rounded to bfloat16's 8 bits of mantissa.
-- ``FAITHAUDIT_BATCH_SIZE``: contexts per forward call over a shared cached prefix. ``auto`` depends on the device
-  type only: 1 on CPU (where batching does not pay, ``benchmarks/batching.py``), and on CUDA what fits in a fixed
-  share of the device's *total* memory for the rows at hand. It never depends on a timing or on the memory free at
-  run time, so a report does not depend on machine load.
+- ``FAITHAUDIT_BATCH_SIZE``: contexts per forward call over a shared cached prefix. ``auto`` is 1 on CPU (where
+  batching does not pay, ``benchmarks/batching.py``); on CUDA it is bounded twice: by what fits in a fixed share of
+  the device's *total* memory, and by the matmul work of one call (``AUTO_CALL_FLOP``): the rows of a batch share
+  only their common prefix, so batching pays while a call is too small to fill the GPU and costs once it fills it
+  (on an H200: 6.6x at 16 rows for a 135M model in bfloat16, 0.77x at 32 rows for a 1.2B one). Both bounds are
+  fixed properties of the device, the dtype and the model, never a timing or the memory free at run time, so a
+  report does not depend on machine load.
 
 torch is imported inside the functions: the API process imports this module's settings types only.
 """
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
 DTYPES = ("float32", "bfloat16", "float16")
 AUTO_MAX_BATCH = 32  # most rows one call scores under batch_size=auto
 AUTO_MEMORY_SHARE = 0.25  # of the device's total memory, for the rows' activations and logits under auto
+# matmul work (2 x parameters x tokens) one call may do under auto on CUDA: the fastest batch sizes measured on an
+# H200 (benchmarks/README.md, "Batching on a GPU") did about this much per call
+AUTO_CALL_FLOP = {"bfloat16": 8e12, "float16": 8e12, "float32": 2e12}
 
 
 class DeviceSettingError(FaithauditError):
@@ -118,12 +124,22 @@ def upcast_lm_head(model: torch.nn.Module) -> bool:
     return True
 
 
-def auto_rows(device_type: str, *, total_memory: int | None, bytes_per_row: int) -> int:
+def auto_rows(
+    device_type: str, *, total_memory: int | None, bytes_per_row: int, flop_per_row: float = 0.0, dtype: str = ""
+) -> int:
     """Rows per forward call under ``batch_size=auto``: 1 on CPU; on CUDA, what fits in ``AUTO_MEMORY_SHARE`` of
-    the device's total memory (a fixed property of the device, not a run-time reading), at most ``AUTO_MAX_BATCH``."""
+    the device's total memory (a fixed property of the device, not a run-time reading) and in ``AUTO_CALL_FLOP`` of
+    matmul work for ``dtype``, at most ``AUTO_MAX_BATCH``."""
     if device_type == "cpu" or not total_memory:
         return 1
-    return max(1, min(AUTO_MAX_BATCH, int(AUTO_MEMORY_SHARE * total_memory) // max(bytes_per_row, 1)))
+    by_memory = int(AUTO_MEMORY_SHARE * total_memory) // max(bytes_per_row, 1)
+    by_work = int(AUTO_CALL_FLOP.get(dtype, AUTO_CALL_FLOP["float32"]) // max(flop_per_row, 1.0))
+    return max(1, min(AUTO_MAX_BATCH, by_memory, by_work))
+
+
+def row_flop(*, parameters: int, tokens: int) -> float:
+    """One row's matmul work in a forward call: about 2 multiply-adds' worth per parameter per token."""
+    return 2.0 * parameters * tokens
 
 
 def row_bytes(*, layers: int, kv_width: int, hidden: int, vocab: int, tokens: int, scored: int, itemsize: int) -> int:

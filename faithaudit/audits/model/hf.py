@@ -23,8 +23,9 @@ from faithaudit.audits.model.adapter import (
     ResponseScore,
     row_budgets,
 )
+from faithaudit.audits.model.cache_names import cache_kwargs, returned_cache
 from faithaudit.audits.model.chat import plain_chat
-from faithaudit.audits.model.device import Compute, auto_rows, input_device, row_bytes
+from faithaudit.audits.model.device import Compute, auto_rows, input_device, row_bytes, row_flop
 from faithaudit.audits.model.split_attention import split_prefix_attention
 from faithaudit.audits.provenance import AttentionProbe, probing, register_probe_attention
 
@@ -49,6 +50,7 @@ class HFModelAdapter(ChatPromptMixin):
         self.num_layers = int(cfg.num_hidden_layers)
         self.num_heads = int(getattr(cfg, "num_attention_heads", 0))
         self.dtype_name = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self.model.register_forward_pre_hook(self._count, with_kwargs=True)
         stop = {self.tokenizer.eos_token_id}
         for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
@@ -116,7 +118,13 @@ class HFModelAdapter(ChatPromptMixin):
             scored=scored,
             itemsize=itemsize,
         )
-        return auto_rows(self.device.type, total_memory=total, bytes_per_row=need)
+        return auto_rows(
+            self.device.type,
+            total_memory=total,
+            bytes_per_row=need,
+            flop_per_row=row_flop(parameters=self.num_parameters, tokens=tokens),
+            dtype=self.dtype_name,
+        )
 
     @property
     def torch_module(self) -> torch.nn.Module:
@@ -169,15 +177,20 @@ class HFModelAdapter(ChatPromptMixin):
         input_ids = torch.tensor([ids[prefix:]], dtype=torch.long, device=self.device)  # [1, fed]
         if probe is not None:
             with probing(probe):
-                out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
+                out = self.model(
+                    input_ids=input_ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=resp_len + 1
+                )
         else:
             with split_prefix_attention(self.split_attention and prefix > 0):
-                out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=resp_len + 1)
+                out = self.model(
+                    input_ids=input_ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=resp_len + 1
+                )
         score = _response_score(out.logits[0], response_ids, self._stop_ids)  # positions len(prompt)-1 .. T-1
         cached = None
         if keep_cache:
-            kv = tuple((layer.keys, layer.values) for layer in out.cache.layers)
-            cached = _context(ids, kv, out.cache.layers, len(ids))
+            layers = returned_cache(out).layers
+            kv = tuple((layer.keys, layer.values) for layer in layers)
+            cached = _context(ids, kv, layers, len(ids))
         return score, cached
 
     @torch.inference_mode()
@@ -208,7 +221,7 @@ class HFModelAdapter(ChatPromptMixin):
         out = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
-            cache=self._prefix_cache(reuse, prefix, batch=len(seqs)),
+            **cache_kwargs(self.model, self._prefix_cache(reuse, prefix, batch=len(seqs))),
             use_cache=True,
             logits_to_keep=keep,
         )
@@ -220,8 +233,9 @@ class HFModelAdapter(ChatPromptMixin):
         cached = None
         if keep_cache:
             n = len(seqs[-1])
-            kv = tuple((layer.keys[-1:, :, :n], layer.values[-1:, :, :n]) for layer in out.cache.layers)
-            cached = _context(seqs[-1], kv, out.cache.layers, prefix + width)
+            layers = returned_cache(out).layers
+            kv = tuple((layer.keys[-1:, :, :n], layer.values[-1:, :, :n]) for layer in layers)
+            cached = _context(seqs[-1], kv, layers, prefix + width)
         return scores, cached
 
     def _prefix_cache(self, reuse: CachedContext | None, prefix: int, *, batch: int = 1):
@@ -261,7 +275,7 @@ class HFModelAdapter(ChatPromptMixin):
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                cache=cache,
+                **cache_kwargs(self.model, cache),
                 max_new_tokens=max_new_tokens,
                 eos_token_id=self._stop_ids,
                 pad_token_id=self._stop_ids[0],
@@ -308,7 +322,7 @@ class HFModelAdapter(ChatPromptMixin):
                 input_ids=tokens.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device),
-                cache=cache,
+                **cache_kwargs(self.model, cache),
                 use_cache=True,
             )
             chosen = step.logits[:, -1].argmax(dim=-1).cpu()
@@ -343,7 +357,9 @@ class HFModelAdapter(ChatPromptMixin):
         cache = self._prefix_cache(reuse, prefix)
         if need > prefix:
             fed = torch.tensor([list(prompt[prefix:need])], dtype=torch.long, device=self.device)
-            cache = self.model(input_ids=fed, cache=cache, use_cache=True, logits_to_keep=1).cache
+            cache = returned_cache(
+                self.model(input_ids=fed, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=1)
+            )
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _count(self, module, args, kwargs) -> None:
