@@ -240,7 +240,12 @@ def test_the_cache_argument_takes_the_name_the_installed_transformers_uses():
     GPU check's machine has 5.17); newer releases take ``cache``. Each forward's own signature decides."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    from faithaudit.audits.model.cache_names import cache_kwargs, returned_cache
+    from faithaudit.audits.model.cache_names import (
+        CacheArgumentError,
+        cache_kwargs,
+        check_cache_argument,
+        returned_cache,
+    )
 
     class Old:
         def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs): ...
@@ -248,7 +253,12 @@ def test_the_cache_argument_takes_the_name_the_installed_transformers_uses():
     class New:
         def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
 
+    class Neither:
+        def forward(self, input_ids=None, **kwargs): ...
+
     marker = object()
+    with pytest.raises(CacheArgumentError, match="Neither.forward takes neither `cache` nor `past_key_values`"):
+        check_cache_argument(Neither())
     assert cache_kwargs(Old(), marker) == {"past_key_values": marker}
     assert cache_kwargs(New(), marker) == {"cache": marker}
     field = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"

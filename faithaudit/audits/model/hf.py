@@ -23,7 +23,7 @@ from faithaudit.audits.model.adapter import (
     ResponseScore,
     row_budgets,
 )
-from faithaudit.audits.model.cache_names import cache_kwargs, returned_cache
+from faithaudit.audits.model.cache_names import cache_kwargs, check_cache_argument, returned_cache
 from faithaudit.audits.model.chat import plain_chat
 from faithaudit.audits.model.device import Compute, auto_rows, input_device, row_bytes, row_flop
 from faithaudit.audits.model.split_attention import split_prefix_attention
@@ -44,6 +44,7 @@ class HFModelAdapter(ChatPromptMixin):
 
     def __post_init__(self) -> None:
         self.model.eval()
+        check_cache_argument(self.model)
         cfg = self.model.config
         self.device = input_device(self.model)
         self.context_window = int(getattr(cfg, "max_position_embeddings", 2048))
