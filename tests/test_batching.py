@@ -261,5 +261,6 @@ def test_the_cache_argument_takes_the_name_the_installed_transformers_uses():
         check_cache_argument(Neither())
     assert cache_kwargs(Old(), marker) == {"past_key_values": marker}
     assert cache_kwargs(New(), marker) == {"cache": marker}
+    assert returned_cache({"past_key_values": marker}) is returned_cache({"cache": marker}) is marker
     field = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
-    assert returned_cache(CausalLMOutputWithPast(**{field: marker})) is marker
+    assert returned_cache(CausalLMOutputWithPast(**{field: marker})) is marker  # the installed output class

@@ -176,16 +176,12 @@ class HFModelAdapter(ChatPromptMixin):
             prefix = min(reuse.common_prefix(ids), len(prompt_ids) - 1)
         cache = self._prefix_cache(reuse, prefix)
         input_ids = torch.tensor([ids[prefix:]], dtype=torch.long, device=self.device)  # [1, fed]
-        if probe is not None:
-            with probing(probe):
-                out = self.model(
-                    input_ids=input_ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=resp_len + 1
-                )
-        else:
-            with split_prefix_attention(self.split_attention and prefix > 0):
-                out = self.model(
-                    input_ids=input_ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=resp_len + 1
-                )
+        # the probe's attention function reads every key itself; otherwise a cached pass may take the split kernel
+        scope = probing(probe) if probe is not None else split_prefix_attention(self.split_attention and prefix > 0)
+        with scope:
+            out = self.model(
+                input_ids=input_ids, **cache_kwargs(self.model, cache), use_cache=True, logits_to_keep=resp_len + 1
+            )
         score = _response_score(out.logits[0], response_ids, self._stop_ids)  # positions len(prompt)-1 .. T-1
         cached = None
         if keep_cache:
