@@ -9,6 +9,10 @@ the median p99 of each side and their ratio (this / base); ``--json OUT`` keeps 
     git worktree add /tmp/base <commit>
     PYTHONPATH=. python benchmarks/api_compare.py /tmp/base --rounds 5 --json benchmarks/results/api_compare.json
 
+``--fresh-cache`` gives every run a model cache of its own, empty at the start (``FAITHAUDIT_CACHE_DIR``): its API
+processes start before the worker has cached the model, and the burst is the first after the worker did, as on a
+fresh deployment (the worker dequantizes the model first, ~35 s a run).
+
 ``--base-extra`` gives the base side api_load options of its own: with this checkout as the base, one option
 against another (``api_compare.py . --base-extra="--http httpx"``: the load client's library, side by side).
 """
@@ -34,11 +38,13 @@ def _git_head(checkout: Path) -> str:
     return done.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
-def one_run(checkout: Path, extra: list[str]) -> dict:
+def one_run(checkout: Path, extra: list[str], *, fresh_cache: bool = False) -> dict:
     """``api_load.py --runs 1`` of ``checkout``, its own code on both sides of the socket; its JSON figures."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.json"
         env = {**os.environ, "PYTHONPATH": str(checkout)}
+        if fresh_cache:
+            env["FAITHAUDIT_CACHE_DIR"] = str(Path(tmp) / "cache")
         cmd = [sys.executable, str(checkout / "benchmarks" / "api_load.py"), *LOAD_ARGS, *extra, "--json", str(out)]
         done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True, timeout=900)
         if not out.is_file():
@@ -57,6 +63,7 @@ def main() -> None:
     ap.add_argument("base", type=Path, help="the other checkout (a git worktree of the base commit)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--fresh-cache", action="store_true", help="each run on an empty model cache of its own")
     ap.add_argument("--base-extra", default="", help="api_load.py options for the base side only (one string)")
     args, extra = ap.parse_known_args()  # any other option goes to api_load.py on both sides
     args.extra = [a for a in extra if a != "--"]
@@ -65,7 +72,8 @@ def main() -> None:
     for r in range(args.rounds):
         order = ["base", "this"] if r % 2 == 0 else ["this", "base"]
         for side in order:
-            fig = one_run(sides[side], args.extra + (args.base_extra.split() if side == "base" else []))
+            extra = args.extra + (args.base_extra.split() if side == "base" else [])
+            fig = one_run(sides[side], extra, fresh_cache=args.fresh_cache)
             runs[side].append(fig)
             print(
                 f"round {r + 1} {side:<4}: submit p99 {fig['submit_p99_ms']:.1f} ms, read p99 "
@@ -87,6 +95,7 @@ def main() -> None:
                 {
                     "load": LOAD_ARGS + args.extra,
                     "base_extra": args.base_extra,
+                    "fresh_cache": args.fresh_cache,
                     "commits": heads,
                     "runs": runs,
                     "summary": summary,

@@ -275,6 +275,96 @@ def test_warm_up_never_stops_the_api(tmp_path, caplog):
     app.state.store.dispose()
 
 
+def test_a_model_cached_after_start_up_is_loaded_off_the_request_path(tmp_path, model):
+    """An API process that starts before any worker has cached its model checks prompts approximately; once the
+    files appear, its watcher loads the tokenizer (no submit pays it) and the next submit is checked exactly."""
+    from fastapi.testclient import TestClient
+
+    from faithaudit.audits.model.registry import materialized_folder, resolve_model
+    from faithaudit.config import Settings, get_settings
+    from faithaudit.service import token_budget
+    from faithaudit.service.app import create_app
+    from faithaudit.store import Store
+
+    name = "smollm2-135m-instruct"
+    cached = materialized_folder(name, get_settings().cache_dir)  # the `model` fixture cached it
+    cache = tmp_path / "cache"
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'fa.db'}", data_dir=tmp_path, signing_secret="s", cache_dir=cache
+    )
+    store = Store.from_settings(settings)
+    store.upgrade()
+    app = create_app(settings, store=store, run_reaper=False, warm_up=True)
+    with TestClient(app) as client:
+        watcher = app.state.model_files
+        assert watcher.pending == [name] and (name, cache) not in token_budget._LOADED
+        (cache / "models").mkdir(parents=True)
+        (cache / "models" / resolve_model(name).cache_key).symlink_to(cached)  # a worker has cached it
+        deadline = time.monotonic() + 20
+        while watcher.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watcher.pending == [] and (name, cache) in token_budget._LOADED
+        key = store.create_api_key("acme")[0]
+        docs = [{"id": f"d{i}", "text": "1 2 3 4 5 6 7 8 9 " * 600} for i in range(4)]
+        r = client.post("/v1/audits", json={**SMALL, "pipeline": {"kind": "rag", "documents": docs}}, headers=auth(key))
+        assert r.status_code == 422 and "context window" in r.text, r.text  # checked with the tokenizer
+    assert not watcher.is_alive()
+    store.dispose()
+
+
+def test_a_burst_that_finds_the_model_just_cached_loads_its_tokenizer_once(tmp_path, monkeypatch):
+    """Bookkeeping: eight submits at once find the files; one loads the tokenizer, the others wait for it."""
+    import threading
+
+    from faithaudit.service import token_budget
+
+    calls = []
+
+    def slow_load(name, folder):
+        calls.append(name)
+        time.sleep(0.05)
+        return object()
+
+    monkeypatch.setattr(token_budget, "_load", slow_load)
+    monkeypatch.setattr(token_budget, "materialized_folder", lambda name, cache_dir: tmp_path)
+    got, start = [], threading.Barrier(8)
+
+    def submit():
+        start.wait()
+        got.append(token_budget.counter_for("m", tmp_path))
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["m"] and len(got) == 8 and len({id(c) for c in got}) == 1
+
+
+def test_the_model_files_watcher_warms_each_model_once_its_files_are_there(caplog):
+    """Bookkeeping: looked for again until warm() says the files were there; a model that cannot be used is
+    logged and no longer looked for."""
+    from faithaudit.service.model_files import ModelFilesWatcher
+
+    answers = {"late": [False, False, True], "broken": [ValueError("config.json is not JSON")]}
+    seen = []
+
+    def warm(name):
+        seen.append(name)
+        answer = answers[name].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    watcher = ModelFilesWatcher(["late", "broken"], warm, interval=0.01)
+    with caplog.at_level("INFO", logger="faithaudit.service.model_files"):
+        watcher.start()
+        watcher.join(timeout=5)
+    assert not watcher.is_alive() and watcher.pending == []
+    assert seen == ["late", "broken", "late", "late"]
+    assert any("broken" in r.getMessage() and "not JSON" in r.getMessage() for r in caplog.records)
+
+
 def _succeeded_audit(client, store, key: str, model) -> str:
     """Submit over HTTP, then run the real engine under a lease, as a worker would."""
     from faithaudit.api_schemas import AuditRequest

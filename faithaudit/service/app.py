@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,10 +30,11 @@ from faithaudit.queue import Enqueuer
 from faithaudit.service import signing
 from faithaudit.service.deps import KeyCache
 from faithaudit.service.limits import RequestEdge
+from faithaudit.service.model_files import ModelFilesWatcher
 from faithaudit.service.openapi import build_openapi, install_docs
 from faithaudit.service.relay import EnqueueRelay
 from faithaudit.service.routes import audits, health, imports, jobs, ui, usage
-from faithaudit.service.validation import parse_audit_request, planned
+from faithaudit.service.validation import planned, validate_audit_request
 from faithaudit.store import Store
 from faithaudit.store.reaper import ReaperThread
 
@@ -77,21 +79,32 @@ def create_app_from_env() -> FastAPI:
         raise SystemExit(STARTUP_FAILURE) from None
 
 
-def _warm_up(settings: Settings, store: Store, enqueuer: Enqueuer) -> None:
+def _warm_model(settings: Settings, name: str) -> bool:
+    """One submit's checks and planning on a small request, nothing stored or sent: loads the model's tokenizer
+    and chat template when a worker has cached it. True when it had them to check with."""
+    body = {
+        "query": "Warm-up.",
+        "response": "Warm-up.",
+        "pipeline": {"kind": "rag", "documents": [{"id": "d1", "text": "Warm-up."}]},
+        "model": {"name": name},
+    }
+    request, fitted = validate_audit_request(json.dumps(body).encode(), settings)
+    planned(request, settings, None, fitted)
+    return fitted is not None
+
+
+def _warm_up(settings: Settings, store: Store, enqueuer: Enqueuer) -> list[str]:
     """Run a submit's first-time work before this process takes requests: each served model's tokenizer and chat
-    template loaded, validation and planning run once on a small request (nothing stored or sent), the database
+    template loaded, validation and planning run once on a small request (``_warm_model``), the database
     pool's connections opened (``Store.warm``), the broker's client built and its connections opened
     (``Enqueuer.prepare``, ``Enqueuer.connect_pool``). Without it the first submit a process
-    answers takes about a second. A failure is logged and skipped: the warm-up never stops the API."""
+    answers takes about a second. A failure is logged and skipped: the warm-up never stops the API. Returns the
+    served models no worker has cached yet, for ``ModelFilesWatcher`` to load when their files appear."""
+    not_cached = []
     for name in settings.served_models:
-        body = {
-            "query": "Warm-up.",
-            "response": "Warm-up.",
-            "pipeline": {"kind": "rag", "documents": [{"id": "d1", "text": "Warm-up."}]},
-            "model": {"name": name},
-        }
         try:
-            planned(parse_audit_request(json.dumps(body).encode(), settings), settings)
+            if not _warm_model(settings, name):
+                not_cached.append(name)
         except Exception as exc:  # an unusable model is the submit's 422 to give, not a start-up failure
             log.warning("warm-up of model %s skipped: %s", name, exc)
     try:
@@ -103,6 +116,7 @@ def _warm_up(settings: Settings, store: Store, enqueuer: Enqueuer) -> None:
         enqueuer.connect_pool()
     except Exception as exc:  # the broker is down or its URL unusable: each send will say so; the reaper retries
         log.warning("warm-up of the broker client skipped: %s", exc)
+    return not_cached
 
 
 def _freeze_start_up_objects() -> None:
@@ -157,8 +171,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if warm_up:
-            _warm_up(settings, app.state.store, app.state.enqueuer)
+        watcher = None
+        if warm_up and (not_cached := _warm_up(settings, app.state.store, app.state.enqueuer)):
+            watcher = ModelFilesWatcher(not_cached, partial(_warm_model, settings))
+            watcher.start()
+        app.state.model_files = watcher
         if freeze_gc:
             _freeze_start_up_objects()
         reaper = None
@@ -173,6 +190,8 @@ def create_app(
             reaper.start()
         yield
         app.state.relay.stop()
+        if watcher is not None:
+            watcher.stop()
         if reaper is not None:
             reaper.stop()
 

@@ -50,7 +50,8 @@ class RequestEdge:
             if body_done:  # after the body: waiting for a disconnect is not the client's delay
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                async with asyncio.timeout(self.read_timeout):  # no task per receive, as wait_for makes on 3.11
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimedOut from None
             if message["type"] == "http.request":
