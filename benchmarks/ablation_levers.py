@@ -9,6 +9,9 @@ log-probs, the leave-one-out and no-context log-probs, 32 shared evaluation mask
   the mean absolute error of each estimate.
 - **Leave-one-out and no-context passes joining the fit**: the LDS on the 32 evaluation masks of a fit on the
   first k random masks plus those 11 reused passes, for k in 32..64, beside the fixed-64 fit and ContextCite.
+- **Recall@2 of each of those fits** (the two largest weights against the gold paragraphs), beside ContextCite's,
+  the adaptive fit's (``context_ablation_adaptive``, as the default audit reports it) and leave-one-out's: how many
+  masks the surrogate needs to find the gold paragraphs as often as ContextCite does.
 
     PYTHONPATH=. python benchmarks/ablation_levers.py --json benchmarks/results/ablation_levers.json
 """
@@ -28,11 +31,18 @@ from faithaudit.audits.reliance import LassoSolver, fit_surrogate, sequence_logi
 RESULTS = Path(__file__).resolve().parent / "results"
 EVAL_SEED = 7_000_003  # compare_contextcite.EVAL_SEED
 KS = (32, 40, 48, 53, 64)
+RECORDED = {"contextcite": "contextcite", "adaptive": "context_ablation_adaptive", "leave_one_out": "leave_one_out"}
 SOLVER = LassoSolver(0.01)
 
 
 def lds(weights: np.ndarray, masks: np.ndarray, actual: np.ndarray) -> float | None:
     return spearman(masks.astype(np.float64) @ weights, actual)
+
+
+def recall_at_2(scores, gold: list[int]) -> float:
+    """|top-2 ∩ gold| / min(2, |gold|), ties broken by position (compare_contextcite's ranking)."""
+    top = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:2]
+    return len(set(gold) & set(top)) / min(2, len(gold))
 
 
 def replay_case(record: dict) -> dict[str, float | None]:
@@ -43,6 +53,8 @@ def replay_case(record: dict) -> dict[str, float | None]:
     reused_masks = np.vstack([interventions.leave_one_out_masks(n), interventions.no_context_mask(n)])
     reused_lp = np.array([*s["loo_logprobs"], s["no_context_logprob"]])
     weights = fit_surrogate(fit, sequence_logit(fit_lp), solver=SOLVER, tokens=tokens).weights
+    recall = {name: recall_at_2(record["methods"][key]["scores"], record["gold"]) for name, key in RECORDED.items()}
+    recall["fixed64"] = recall_at_2(weights, record["gold"])
     out = {
         "contextcite": record["methods"]["contextcite"]["lds"],
         "fixed64": lds(weights, evals, eval_lp),
@@ -55,10 +67,10 @@ def replay_case(record: dict) -> dict[str, float | None]:
     for k in KS:
         masks = np.vstack([fit[:k], reused_masks])
         targets = sequence_logit(np.concatenate([fit_lp[:k], reused_lp]))
-        out[f"reuse_plus_{k}"] = lds(
-            fit_surrogate(masks, targets, solver=SOLVER, tokens=tokens).weights, evals, eval_lp
-        )
-    return out
+        fitted = fit_surrogate(masks, targets, solver=SOLVER, tokens=tokens).weights
+        out[f"reuse_plus_{k}"] = lds(fitted, evals, eval_lp)
+        recall[f"reuse_plus_{k}"] = recall_at_2(fitted, record["gold"])
+    return out | {"recall_at_2": recall}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -70,9 +82,11 @@ def summarize(rows: list[dict]) -> dict:
             np.mean([abs(r[key] - r["reference_16"]) for r in rows if None not in (r[key], r["reference_16"])])
         )
 
+    lds_keys = [k for k in rows[0] if not k.endswith("estimate") and k not in ("reference_16", "recall_at_2")]
     return {
         "cases": len(rows),
-        "lds_mean": {k: mean(k) for k in rows[0] if not k.endswith("estimate") and k != "reference_16"},
+        "lds_mean": {k: mean(k) for k in lds_keys},
+        "recall_at_2_mean": {k: float(np.mean([r["recall_at_2"][k] for r in rows])) for k in rows[0]["recall_at_2"]},
         "lds_estimate_abs_error": {
             "held_out_16": error("held_out_16_estimate"),
             "cross_validation": error("cross_validation_estimate"),
