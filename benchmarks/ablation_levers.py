@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from faithaudit.audits import interventions
 from faithaudit.audits.ablation import cross_validated_lds
-from faithaudit.audits.reliance import LassoSolver, fit_surrogate, sequence_logit, spearman
+from faithaudit.audits.reliance import LassoSolver, fit_surrogate, sequence_logit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_contextcite import lds, recall_at_k  # noqa: E402  the benchmark's own metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EVAL_SEED = 7_000_003  # compare_contextcite.EVAL_SEED
@@ -35,14 +40,8 @@ RECORDED = {"contextcite": "contextcite", "adaptive": "context_ablation_adaptive
 SOLVER = LassoSolver(0.01)
 
 
-def lds(weights: np.ndarray, masks: np.ndarray, actual: np.ndarray) -> float | None:
-    return spearman(masks.astype(np.float64) @ weights, actual)
-
-
 def recall_at_2(scores, gold: list[int]) -> float:
-    """|top-2 ∩ gold| / min(2, |gold|), ties broken by position (compare_contextcite's ranking)."""
-    top = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:2]
-    return len(set(gold) & set(top)) / min(2, len(gold))
+    return recall_at_k(np.asarray(scores, dtype=np.float64), gold, 2)
 
 
 def replay_case(record: dict) -> dict[str, float | None]:
