@@ -258,12 +258,16 @@ def run_case(
 
     def default_audit() -> None:
         """The audit a user gets with no options, timed as one run; its stages come from that same run."""
-        request = audit_request(case, default=True, placebos=args.default_audit_placebos)
+        if args.controls_only:  # leave-one-out with the default audit's placebos and orders, nothing else
+            request = audit_request(case, methods=["leave_one_out"], placebos=args.default_audit_placebos)
+        else:
+            request = audit_request(case, default=True, placebos=args.default_audit_placebos)
         report, seconds, tokens = timer.run(lambda: run_audit(request, model))
         extra["default_audit_labels"] = {s.id: s.label for s in report.sources}
         scores["default_audit"] = np.array([s.reliance for s in report.sources])
-        scores["default_audit_surrogate"] = np.array([s.surrogate_weight for s in report.sources])
         cost["default_audit"] = cost["default_audit_surrogate"] = {"seconds": seconds, "tokens": tokens}
+        if not args.controls_only:
+            scores["default_audit_surrogate"] = np.array([s.surrogate_weight for s in report.sources])
         stages = report.cost.by_stage
         extra["default_audit_by_stage"] = {k: v.model_dump() for k, v in stages.items()}
         extra["default_audit_contextcite_stages"] = {
@@ -273,6 +277,13 @@ def run_case(
         masks = report.controls.masks if report.controls else None
         extra["default_audit_masks"] = masks.model_dump() if masks else None
         extra["default_audit_surrogate_lds"] = report.summary.surrogate_lds
+        # what a ranking rule over the report needs, replayable offline (benchmarks/choose_ranking.py)
+        extra["default_audit_calibration"] = {
+            "noise_floor_nats": report.summary.noise_floor_nats,
+            "placebo_reliance": report.summary.placebo_reliance,
+            "reliance_intervals": [s.reliance_interval for s in report.sources],
+            "surrogate_intervals": [s.surrogate_interval for s in report.sources],
+        }
 
     runners = [("contextcite", contextcite), ("default_audit", default_audit)]
     if not args.default_audit_only:
@@ -301,6 +312,8 @@ def run_case(
 
     samples: dict[str, Any] = {}
     full_prompt = layout.build()
+    if args.no_eval:
+        return case_record(case, index, len(full_prompt.ids), len(response_ids), None, scores, cost, extra, samples)
     if not args.default_audit_only:
         scores["context_ablation"], seconds, tokens = timer.run(fixed_ablation)
         cost["context_ablation"] = {"seconds": seconds, "tokens": tokens}
@@ -345,29 +358,58 @@ def run_case(
     removed_scores = score_masks(model, layout, response_ids, np.stack([removal[k] for k in keys]), base=base)
     removal_lp = dict(zip(keys, logprobs(removed_scores), strict=True))
 
+    evaluation = Evaluation(full_lp, removal_lp, eval_masks, np.asarray(eval_lp))
+    return case_record(case, index, len(full_prompt.ids), len(response_ids), evaluation, scores, cost, extra, samples)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A case's evaluation passes: the full log-prob, each top-k removal's, the held-out masks' (for the LDS)."""
+
+    full_lp: float
+    removal_lp: dict[tuple[int, ...], float]
+    eval_masks: np.ndarray
+    eval_lp: np.ndarray
+
+
+def case_record(
+    case: Case,
+    index: int,
+    prompt_tokens: int,
+    response_tokens: int,
+    ev: Evaluation | None,
+    scores: dict[str, np.ndarray],
+    cost: dict[str, dict[str, float]],
+    extra: dict[str, Any],
+    samples: dict[str, Any],
+) -> dict[str, Any]:
+    """One case's record; without ``ev`` (``--no-eval``) its methods carry recall but no drops and no LDS."""
     methods: dict[str, Any] = {}
     for name in METHODS:
         if name not in scores:
             continue
         s = np.asarray(scores[name], dtype=np.float64)
         # the default audit ranks by reliance; its LDS is that of the surrogate it reports
-        fit = np.asarray(scores["default_audit_surrogate"], dtype=np.float64) if name == "default_audit" else s
+        fit = np.asarray(scores.get("default_audit_surrogate", s), dtype=np.float64) if name == "default_audit" else s
+        drops = None if ev is None else {
+            str(k): ev.full_lp - float(ev.removal_lp[tuple(sorted(top_k(s, k)))]) for k in KS
+        }  # fmt: skip
         methods[name] = {
             "scores": [round(float(v), 6) for v in s],
             **{f"recall_at_{k}": recall_at_k(s, case.gold, k) for k in KS},
-            "topk_logprob_drop": {str(k): full_lp - float(removal_lp[tuple(sorted(top_k(s, k)))]) for k in KS},
-            "lds": lds(fit, eval_masks, eval_lp),
+            "topk_logprob_drop": drops,
+            "lds": None if ev is None else lds(fit, ev.eval_masks, ev.eval_lp),
             "seconds": cost[name]["seconds"],
             "tokens_processed": int(cost[name]["tokens"]),
         }
     return {
         "id": case.id,
         "index": index,
-        "num_sources": n,
+        "num_sources": len(next(iter(scores.values()))),
         "gold": case.gold,
-        "prompt_tokens": len(full_prompt.ids),
-        "response_tokens": len(response_ids),
-        "logprob_full": full_lp,
+        "prompt_tokens": prompt_tokens,
+        "response_tokens": response_tokens,
+        "logprob_full": None if ev is None else ev.full_lp,
         "methods": methods,
         **extra,
         "samples": samples,
@@ -445,7 +487,9 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, 
             continue
         methods[name] = {
             **{f"recall_at_{k}": _mean([r[f"recall_at_{k}"] for r in rows]) for k in KS},
-            "topk_logprob_drop": {str(k): _mean([r["topk_logprob_drop"][str(k)] for r in rows]) for k in KS},
+            "topk_logprob_drop": {
+                str(k): _mean([(r["topk_logprob_drop"] or {}).get(str(k)) for r in rows]) for k in KS
+            },
             "lds": _mean([r["lds"] for r in rows]),
             "lds_undefined_cases": sum(r["lds"] is None for r in rows),
             "seconds_median": statistics.median(r["seconds"] for r in rows),
@@ -539,7 +583,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from faithaudit.config import get_settings
 
     settings = get_settings()
-    cases = load_cases(args.dataset, args.data_dir, args.limit, args.max_docs)
+    cases = load_cases(args.dataset, args.data_dir, args.skip + args.limit, args.max_docs)[args.skip :]
     with_cc = not args.no_contextcite
     if with_cc:
         contextcite_runner.import_context_cite()
@@ -558,16 +602,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "contextcite_version": contextcite_runner.contextcite_version() if with_cc else None,
         "settings": {
             "limit": args.limit,
+            "skip": args.skip,
             "max_docs": args.max_docs,
             "num_ablations_contextcite_and_fixed": args.num_ablations,
             "audit_num_ablations": args.audit_num_ablations,
             "default_audit_only": args.default_audit_only,
+            "controls_only": args.controls_only,
+            "no_eval": args.no_eval,
             "eval_masks": args.eval_masks,
             "prompt_template": "Context: {context}\\n\\nQuery: {query}",
         },
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    todo = [(i, c) for i, c in enumerate(cases) if c.id not in done]
+    todo = [(args.skip + i, c) for i, c in enumerate(cases) if c.id not in done]
     if todo:
         warm_up(model, todo[0][1], with_contextcite=with_cc)
     for i, case in todo:
@@ -592,16 +639,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _or_na(value: float | None, width: int) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.3f}"
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     print(f"\n{summary['dataset']}: {summary['cases']} cases, model {summary['model']}")
     head = f"{'method':<26} {'r@1':>6} {'r@2':>6} {'drop@1':>7} {'drop@2':>7} {'lds':>6} {'sec':>7} {'tokens':>8}"
     print(head)
     print("-" * len(head))
     for name, m in summary["methods"].items():
-        lds_v = "  n/a" if m["lds"] is None else f"{m['lds']:6.3f}"
+        lds_v, d1, d2 = (_or_na(v, w) for v, w in ((m["lds"], 6), *((m["topk_logprob_drop"][k], 7) for k in "12")))
         print(
-            f"{name:<26} {m['recall_at_1']:6.3f} {m['recall_at_2']:6.3f} {m['topk_logprob_drop']['1']:7.3f} "
-            f"{m['topk_logprob_drop']['2']:7.3f} {lds_v:>6} {m['seconds_median']:7.2f} "
+            f"{name:<26} {m['recall_at_1']:6.3f} {m['recall_at_2']:6.3f} {d1} {d2} {lds_v} {m['seconds_median']:7.2f} "
             f"{m['tokens_processed_median']:8.0f}"
         )
     for key in (
@@ -623,6 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", choices=sorted(FILES), required=True)
     p.add_argument("--limit", type=int, default=20, help="number of cases (default 20)")
+    p.add_argument("--skip", type=int, default=0, help="skip the first N cases (--skip 20: a dev split)")
     p.add_argument("--max-docs", type=int, default=None, help="keep the gold paragraphs plus the first distractors")
     p.add_argument("--resume", action="store_true", help="skip the cases already in OUT's .cases.jsonl")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="summary JSON (cases go to .cases.jsonl)")
@@ -639,6 +690,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--default-audit-only",
         action="store_true",
         help="ContextCite and the default audit only (timed as one run each), with their evaluation",
+    )
+    p.add_argument(
+        "--no-eval", action="store_true", help="no evaluation passes: recall only (no drops, no LDS, no samples)"
+    )
+    p.add_argument(
+        "--controls-only",
+        action="store_true",
+        help="the default audit's leave-one-out, placebos and orders only (no surrogate, attention or flips)",
     )
     p.add_argument("--summary-only", action="store_true", help="rebuild OUT from OUT's .cases.jsonl, run nothing")
     p.add_argument(

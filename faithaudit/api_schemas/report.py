@@ -84,6 +84,12 @@ class SourceReport(_Out):
     )
     reliance: float | None = Field(None, description="log p(resp | full) - log p(resp | without it), nats.")
     reliance_rank: int | None = None
+    surrogate_rank: int | None = Field(
+        None,
+        description="Rank by surrogate_weight, 1 = largest (None without context_ablation). On the benchmark's dev "
+        "cases it found the gold paragraphs at least as often as reliance_rank and every rule mixing the two "
+        "(benchmarks/choose_ranking.py): leave-one-out cannot see a source whose removal another source covers.",
+    )
     reliance_interval: tuple[float, float] | None = Field(
         None,
         description="[min, max] of reliance over the document orders (nats); agent traces, single-order audits and "

@@ -66,6 +66,7 @@ def source_reports(
     att = [None if found.attention is None else float(found.attention.share[i]) for i in range(n)]
     ratios = attention_ratios(found, n)
     rel_ranks, att_ranks = ranks_descending(rel), ranks_descending(att)
+    sur_ranks = ranks_descending([None] * n if found.surrogate is None else [float(w) for w in found.surrogate.weights])
     counted = found.flip_check is not None and found.flip_check.counted
     steps = {s.id: s for s in layout.steps}
     out = []
@@ -85,6 +86,7 @@ def source_reports(
             update={
                 "attention_rank": att_ranks[i],
                 "reliance_rank": rel_ranks[i],
+                "surrogate_rank": sur_ranks[i],
                 "reliance_interval": None if interval is None else (rounded(interval[0]), rounded(interval[1])),
                 "reliance_z": None if cal.noise is None or rel[i] is None else rounded(cal.noise.z(rel[i])),
                 "reliance_p": None if cal.noise is None or rel[i] is None else rounded(cal.noise.p(rel[i])),
