@@ -312,8 +312,6 @@ def run_case(
 
     samples: dict[str, Any] = {}
     full_prompt = layout.build()
-    if args.no_eval:
-        return case_record(case, index, len(full_prompt.ids), len(response_ids), None, scores, cost, extra, samples)
     if not args.default_audit_only:
         scores["context_ablation"], seconds, tokens = timer.run(fixed_ablation)
         cost["context_ablation"] = {"seconds": seconds, "tokens": tokens}
@@ -323,6 +321,8 @@ def run_case(
         )
         cost["attention_rollout"] = {"seconds": seconds, "tokens": tokens}
 
+    if args.no_eval:
+        return case_record(case, index, len(full_prompt.ids), len(response_ids), None, scores, cost, extra, samples)
     # -- evaluation (not counted in any method's cost) ----------------------------------------------------------
     base = score_full_context(model, layout, response_ids, with_attention=False)
     full_lp = base.score.logprob
