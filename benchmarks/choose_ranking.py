@@ -134,7 +134,7 @@ def choose(table: list[dict]) -> str:
     return max(table, key=lambda r: (r["recall_at_2"], r["recall_at_1"], -order.index(r["rule"])))["rule"]
 
 
-def test_rows(rows: list[dict], contextcite: dict[str, dict], rule: str) -> dict:
+def on_test(rows: list[dict], contextcite: dict[str, dict], rule: str) -> dict:
     by_dataset: dict[str, dict] = {}
     for name, group in _by_dataset(rows).items():
         rec = recalls(group, rule)
@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "dev_by_dataset": {name: sweep(group) for name, group in _by_dataset(dev).items()},
         "chosen_rule": rule,
         "reliance_max_abs_difference_controls_only_vs_full_audit": {"dev": dev_gap, "test": test_gap},
-        "test": {name: test_rows(test, cc, name) for name in CLEARANCE},
-        "rule": "on dev: the highest mean recall@2; ties: recall@1, then the order of ranking.CLEARANCE",
+        "test": {name: on_test(test, cc, name) for name in CLEARANCE},
+        "rule": "on dev: the highest mean recall@2; ties: recall@1, then the order of CLEARANCE",
         "command": " ".join(["benchmarks/choose_ranking.py", *(argv or sys.argv[1:])]),
     }
     for r in table:
