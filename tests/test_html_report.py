@@ -330,3 +330,17 @@ def test_an_interval_that_no_order_measured_says_so() -> None:
     assert marker not in rows["d0"] and marker in rows["doc&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"]
     assert "(re-scored: d0)" in page
     assert marker not in render_report_html(make_report())  # no controls (an old report): nothing claimed
+
+
+def test_a_surrogate_rank_whose_interval_holds_zero_says_so_on_the_golden_report() -> None:
+    """The recorded RAG audit (tests/data/golden): only the fictional fact's surrogate interval excludes 0; the
+    off-topic paragraphs (photosynthesis, weight 0.0, rank 3) are marked, whatever their rank."""
+    from cases import ROOT
+
+    report = AuditReport.model_validate_json((ROOT / "tests" / "data" / "golden" / "rag.json").read_text())
+    page = render_report_html(report)
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr data-source="([^"]+)">(.*?)</tr>', page, re.S)}
+    marker = "interval holds 0: no effect told apart"
+    marked = {s.id for s in report.sources if marker in rows[s.id]}
+    assert marked == {s.id for s in report.sources if s.surrogate_interval[0] <= 0 <= s.surrogate_interval[1]}
+    assert marked == {"d1", "d3", "d4"} and {s.id: s.surrogate_rank for s in report.sources}["d4"] == 3

@@ -86,9 +86,12 @@ class SourceReport(_Out):
     reliance_rank: int | None = None
     surrogate_rank: int | None = Field(
         None,
-        description="Rank by surrogate_weight, 1 = largest (None without context_ablation). On the benchmark's dev "
-        "cases it found the gold paragraphs at least as often as reliance_rank and every rule mixing the two "
-        "(benchmarks/choose_ranking.py): leave-one-out cannot see a source whose removal another source covers.",
+        description="Rank by surrogate_weight, 1 = largest (None without context_ablation); ties (the Lasso's "
+        "zeros) keep document order. An ordering, not a verdict: it is measured against surrogate_interval, and a "
+        "source whose interval holds 0 (a neutral source's weight) is not told apart from no effect, whatever its "
+        "rank. On the benchmark's dev cases it found the gold paragraphs at least as often as reliance_rank and "
+        "every rule mixing the two (benchmarks/choose_ranking.py): leave-one-out cannot see a source whose removal "
+        "another source covers.",
     )
     reliance_interval: tuple[float, float] | None = Field(
         None,
